@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: MIT
+/* Copyright (C) 2026 wggwd authors */
+/* Internal to the core: nothing here is seen by plugins. */
+#ifndef WGGWD_CORE_H
+#define WGGWD_CORE_H
+
+#include <stdio.h>
+#include <yaml.h>
+
+#include <wggwd/plugin.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+
+#ifndef WGGWD_PLUGIN_DIR
+#define WGGWD_PLUGIN_DIR "/usr/local/lib/wggwd/plugins"
+#endif
+
+/* log.c */
+extern int log_level;
+void log_msg(int level, const char *prefix, const char *fmt, ...)
+	WGGWD_PRINTF(3, 4);
+void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap);
+#define die_oom() log_fatal_oom(__FILE__, __LINE__)
+void log_fatal_oom(const char *file, int line) __attribute__((noreturn));
+void *xcalloc(size_t n, size_t size);
+char *xstrdup(const char *s);
+
+/* metrics.c: named counters and gauges */
+struct metric;
+uint64_t *metrics_counter(const char *name);
+int64_t *metrics_gauge(const char *name);
+void metrics_dump(FILE *f, bool json);
+int metrics_write_file(const char *path);
+void metrics_reset(void);
+
+/* loader.c */
+struct plugin {
+	struct plugin *next;
+	char *path;
+	void *dl;
+	struct wggwd_plugin desc; /* copied: missing tail fields zero */
+	struct wggwd_ops ops;     /* likewise */
+};
+struct search_path {
+	size_t n;
+	char *dir[32];
+};
+void search_path_init(struct search_path *sp, const struct wggwd_list *cfg);
+void search_path_free(struct search_path *sp);
+/* Find and load plugin NAME; on failure, returns NULL and writes why. */
+struct plugin *plugin_load(const struct search_path *sp, const char *name,
+			   char *err, size_t errlen);
+/* Load one file (a path); NULL and a reason on failure. */
+struct plugin *plugin_load_file(const char *path, char *err, size_t errlen);
+/* Every plugin file found in the search path (for `wggwd plugins`). */
+int plugin_list(const struct search_path *sp,
+		void (*cb)(const char *path, void *arg), void *arg);
+void plugins_unload_all(void);
+const char *kind_name(uint32_t kind);
+const char *msg_names(uint32_t mask, char *buf, size_t len);
+
+/* opts.c: option tables */
+struct opt_ctx {
+	const char *file;
+	const char *prefix;   /* "stage: " or "" */
+	yaml_document_t *doc;
+	const char *const *skip; /* keys the caller handles itself */
+	int errors;
+};
+void opt_error(struct opt_ctx *oc, yaml_mark_t m, const char *fmt, ...)
+	WGGWD_PRINTF(3, 4);
+/* Fill conf from defaults, then from mapping node `map` (0: none). */
+int opts_apply(struct opt_ctx *oc, const struct wggwd_opt *opts, void *conf,
+	       int map, yaml_mark_t where);
+/* Set one option from a string (defaults; `wggwd decode`). */
+int opt_set_string(const struct wggwd_opt *o, void *conf, const char *val,
+		   char *err, size_t errlen);
+void opts_free(const struct wggwd_opt *opts, void *conf);
+const char *opt_type_name(enum wggwd_opt_type t);
+void opts_print_help(FILE *f, const struct wggwd_opt *opts, int indent);
+
+/* config.c */
+struct stage_conf {
+	char *name;
+	char *plugin_name;
+	struct plugin *plugin;
+	void *conf;            /* plugin's option struct */
+	yaml_mark_t mark;      /* the stage's key */
+	yaml_mark_t plugin_mark;
+	uint32_t pipelines;    /* how many pipelines use it */
+};
+struct pipeline_conf {
+	char *name;
+	yaml_mark_t mark;
+	size_t n;
+	struct stage_conf **stages;
+	yaml_mark_t *marks;
+};
+struct core_conf {
+	struct wggwd_list plugin_path;
+	int log_level;
+	char *stats_file;
+	int64_t stats_interval_ms;
+	int64_t drain_timeout_ms;
+};
+struct config {
+	char *file;
+	struct core_conf core;
+	size_t n_stages, n_pipelines;
+	struct stage_conf *stages;
+	struct pipeline_conf *pipelines;
+	struct search_path sp;
+};
+/* Parse, load plugins, validate, link. Errors go to stderr as
+ * FILE:LINE:COL: ...; returns NULL if there was any. */
+struct config *config_load(const char *file);
+void config_free(struct config *c);
+extern const struct wggwd_opt core_opts[];
+
+/* pipeline.c / daemon.c */
+struct runtime;
+struct runtime *runtime_new(uv_loop_t *loop, struct config *c);
+int runtime_start(struct runtime *rt);
+/* Stop sources, drain for drain_ms, stop the rest; done(arg) at the end. */
+void runtime_stop(struct runtime *rt, void (*done)(void *), void *arg);
+void runtime_free(struct runtime *rt);
+int daemon_run(const char *file);
+
+/* host.c */
+extern struct wggwd_host host_services;
+void inst_handle_closed(struct wggwd_inst *in);
+struct wggwd_inst {
+	struct runtime *rt;
+	struct stage_conf *sc;
+	const struct plugin *p;
+	const struct wggwd_ops *ops;
+	void *ctx;
+	char prefix[96];
+	bool created, started, stopping, stopped, done;
+	int pending_handles; /* timers etc. not yet closed */
+	struct pipeline *pl; /* for sources: the one pipeline they feed */
+	const struct wggwd_installer *installer;
+	struct wggwd_installer installer_ref;
+	struct wggwd_inst *installer_inst;
+	void (*on_stopped)(struct wggwd_inst *);
+};
+int host_init(uv_loop_t *loop);
+void host_shutdown(void);     /* refuse further posts, close the async */
+uint64_t now_mono_ns(void);
+uint64_t now_real_ns(void);
+
+/* items */
+struct core_item {
+	struct wggwd_item pub;
+	struct pipeline *pl;
+	unsigned step;
+	struct wggwd_inst *pending_in;  /* the stage that returned PENDING */
+	struct core_item *next_inflight;
+	bool in_inflight;
+	bool in_call;                   /* inside the stage's process() */
+	int deferred;                   /* complete() seen during process() */
+};
+uint64_t runtime_live_items(struct runtime *rt);
+void pipeline_item_emit(struct wggwd_inst *src, struct wggwd_item *it);
+void pipeline_item_complete(struct wggwd_inst *in, struct wggwd_item *it,
+			    int verdict);
+struct wggwd_item *item_alloc(void);
+void item_release(struct wggwd_item *it);
+
+/* util */
+int tai64n_to_unix(const uint8_t tai[12], int64_t *sec, uint32_t *nsec);
+size_t levenshtein(const char *a, const char *b);
+
+#endif

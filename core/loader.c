@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: MIT
+/* Copyright (C) 2026 wggwd authors */
+/* Finding, checking and loading plugin shared objects. */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core.h"
+
+static struct plugin *loaded;
+
+const char *kind_name(uint32_t kind)
+{
+	static const char *const names[] = {
+		[WGGWD_SOURCE] = "source",       [WGGWD_DECODER] = "decoder",
+		[WGGWD_RESOLVER] = "resolver",   [WGGWD_STORE] = "store",
+		[WGGWD_INSTALLER] = "installer", [WGGWD_EVICTOR] = "evictor",
+	};
+
+	return kind < ARRAY_SIZE(names) && names[kind] ? names[kind] : "?";
+}
+
+const char *msg_names(uint32_t mask, char *buf, size_t len)
+{
+	static const char *const names[] = { "pkt", "peer-key", "peer", "event" };
+	size_t i, off = 0;
+
+	buf[0] = '\0';
+	if (!mask)
+		snprintf(buf, len, "nothing");
+	for (i = 0; i < ARRAY_SIZE(names); i++)
+		if (mask & (1u << i))
+			off += snprintf(buf + off, off < len ? len - off : 0,
+					"%s%s", off ? " or " : "", names[i]);
+	return buf;
+}
+
+static void add_dir(struct search_path *sp, const char *dir)
+{
+	if (sp->n < ARRAY_SIZE(sp->dir) && *dir)
+		sp->dir[sp->n++] = xstrdup(dir);
+}
+
+/* plugin_path from YAML, then WGGWD_PLUGIN_PATH, then the build tree the
+ * binary runs from (its plugins/ folder), then the install directory. */
+void search_path_init(struct search_path *sp, const struct wggwd_list *cfg)
+{
+	char exe[PATH_MAX], buf[PATH_MAX + 16], *env, *dup, *tok, *save;
+	ssize_t n;
+	size_t i;
+
+	memset(sp, 0, sizeof(*sp));
+	for (i = 0; cfg && i < cfg->n; i++)
+		add_dir(sp, ((char **)cfg->v)[i]);
+	env = getenv("WGGWD_PLUGIN_PATH");
+	if (env) {
+		dup = xstrdup(env);
+		for (tok = strtok_r(dup, ":", &save); tok;
+		     tok = strtok_r(NULL, ":", &save))
+			add_dir(sp, tok);
+		free(dup);
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		*strrchr(exe, '/') = '\0';
+		snprintf(buf, sizeof(buf), "%s/plugins", exe);
+		if (access(buf, F_OK) == 0 && strcmp(buf, WGGWD_PLUGIN_DIR))
+			add_dir(sp, buf);
+	}
+	add_dir(sp, WGGWD_PLUGIN_DIR);
+}
+
+void search_path_free(struct search_path *sp)
+{
+	while (sp->n)
+		free(sp->dir[--sp->n]);
+}
+
+/* The daemon runs with CAP_NET_ADMIN: whoever can write a plugin can run
+ * code with it. Refuse what others could have changed. */
+static int check_owner_mode(const char *path, const struct stat *st,
+			    char *err, size_t errlen)
+{
+	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+		snprintf(err, errlen, "%s: refused: owned by uid %u, not root or the daemon's user",
+			 path, (unsigned)st->st_uid);
+		return -EPERM;
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "%s: refused: writable by %s (mode %04o)",
+			 path, st->st_mode & S_IWOTH ? "others" : "group",
+			 (unsigned)(st->st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int check_file_and_dir(const char *path, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], *slash;
+	struct stat st;
+	int ret;
+
+	if (stat(path, &st)) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		return -EINVAL;
+	}
+	ret = check_owner_mode(path, &st, err, errlen);
+	if (ret)
+		return ret;
+	if (!realpath(path, dir)) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &st)) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	/* a sticky, world-writable directory like /tmp is still unsafe:
+	 * anyone may add a file of the expected name before we look */
+	return check_owner_mode(dir, &st, err, errlen);
+}
+
+static const char *file_stem(const char *path, char *buf, size_t len)
+{
+	const char *base = strrchr(path, '/');
+	char *dot;
+
+	snprintf(buf, len, "%s", base ? base + 1 : path);
+	dot = strstr(buf, ".so");
+	if (dot && dot[3] == '\0')
+		*dot = '\0';
+	return buf;
+}
+
+static int check_desc(const char *path, const struct wggwd_plugin *d,
+		      const char *stem, char *err, size_t errlen)
+{
+	const char *missing = NULL;
+	const struct wggwd_ops *o;
+
+	if (d->abi_major != WGGWD_ABI_MAJOR || d->abi_minor > WGGWD_ABI_MINOR) {
+		snprintf(err, errlen,
+			 "%s: built for plugin ABI %u.%u, host has %u.%u (%s)",
+			 path, d->abi_major, d->abi_minor, WGGWD_ABI_MAJOR,
+			 WGGWD_ABI_MINOR,
+			 d->abi_major != WGGWD_ABI_MAJOR ? "major differs" :
+							   "minor is newer than the host's");
+		return -EPROTO;
+	}
+	if (d->size < offsetof(struct wggwd_plugin, ops) + sizeof(void *)) {
+		snprintf(err, errlen,
+			 "%s: descriptor is %u bytes, ABI %u.0 needs at least %zu",
+			 path, d->size, WGGWD_ABI_MAJOR,
+			 offsetof(struct wggwd_plugin, ops) + sizeof(void *));
+		return -EPROTO;
+	}
+	if (!d->build_sig || strcmp(d->build_sig, WGGWD_BUILD_SIG)) {
+		snprintf(err, errlen, "%s: built as \"%s\", host is \"%s\"", path,
+			 d->build_sig ? d->build_sig : "(none)", WGGWD_BUILD_SIG);
+		return -EPROTO;
+	}
+	if (!d->name || strcmp(d->name, stem)) {
+		snprintf(err, errlen,
+			 "%s: plugin calls itself \"%s\" but its file says \"%s\"",
+			 path, d->name ? d->name : "(null)", stem);
+		return -EINVAL;
+	}
+	if (d->kind < WGGWD_SOURCE || d->kind > WGGWD_EVICTOR) {
+		snprintf(err, errlen, "%s: unknown stage kind %u", path, d->kind);
+		return -EINVAL;
+	}
+	o = d->ops;
+	if (!o)
+		missing = "ops";
+	else if (o->size < offsetof(struct wggwd_ops, lookup))
+		missing = "ops (table too short)";
+	else if (!o->create)
+		missing = "create";
+	else if (!o->destroy)
+		missing = "destroy";
+	else if ((d->kind == WGGWD_SOURCE || d->kind == WGGWD_EVICTOR) &&
+		 (!o->start || !o->stop))
+		missing = !o->start ? "start" : "stop";
+	else if (d->kind != WGGWD_SOURCE && !o->process)
+		missing = "process";
+	else if (d->kind == WGGWD_STORE &&
+		 (o->size < offsetof(struct wggwd_ops, done) || !o->lookup))
+		missing = "lookup";
+	else if (d->kind == WGGWD_INSTALLER &&
+		 (o->size < sizeof(struct wggwd_ops) || !o->device || !o->dump ||
+		  !o->remove))
+		missing = "device, dump or remove";
+	if (missing) {
+		snprintf(err, errlen, "%s: %s plugin lacks the required op %s",
+			 path, kind_name(d->kind), missing);
+		return -EINVAL;
+	}
+	if (d->opts && !d->conf_size && d->opts[0].name) {
+		snprintf(err, errlen, "%s: declares options but no conf_size", path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+struct plugin *plugin_load_file(const char *path, char *err, size_t errlen)
+{
+	const struct wggwd_plugin *d;
+	struct plugin *p;
+	char stem[256];
+	void *dl;
+
+	file_stem(path, stem, sizeof(stem));
+	for (p = loaded; p; p = p->next)
+		if (!strcmp(p->desc.name, stem))
+			return p;
+	if (check_file_and_dir(path, err, errlen))
+		return NULL;
+	/* NODELETE: a plugin's threads or atexit hooks may outlive us */
+	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+	if (!dl) {
+		snprintf(err, errlen, "%s", dlerror());
+		return NULL;
+	}
+	d = dlsym(dl, WGGWD_PLUGIN_SYMBOL);
+	if (!d) {
+		snprintf(err, errlen, "%s: no symbol \"%s\": not a wggwd plugin",
+			 path, WGGWD_PLUGIN_SYMBOL);
+		dlclose(dl);
+		return NULL;
+	}
+	if (check_desc(path, d, stem, err, errlen)) {
+		dlclose(dl);
+		return NULL;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->path = xstrdup(path);
+	p->dl = dl;
+	memcpy(&p->desc, d, d->size < sizeof(p->desc) ? d->size : sizeof(p->desc));
+	memcpy(&p->ops, d->ops,
+	       d->ops->size < sizeof(p->ops) ? d->ops->size : sizeof(p->ops));
+	p->next = loaded;
+	loaded = p;
+	return p;
+}
+
+struct plugin *plugin_load(const struct search_path *sp, const char *name,
+			   char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	size_t i, k;
+	struct plugin *p;
+
+	for (p = loaded; p; p = p->next)
+		if (!strcmp(p->desc.name, name))
+			return p;
+	if (!*name || strchr(name, '/') || name[0] == '.') {
+		snprintf(err, errlen, "\"%s\" is not a plugin name", name);
+		return NULL;
+	}
+	for (i = 0; i < sp->n; i++) {
+		/* DIR/NAME.so (installed), DIR/NAME/NAME.so (build tree) */
+		for (k = 0; k < 2; k++) {
+			if (k == 0)
+				snprintf(path, sizeof(path), "%s/%s.so", sp->dir[i], name);
+			else
+				snprintf(path, sizeof(path), "%s/%s/%s.so", sp->dir[i],
+					 name, name);
+			if (access(path, F_OK) == 0)
+				return plugin_load_file(path, err, errlen);
+		}
+	}
+	snprintf(err, errlen, "plugin \"%s\" not found (searched:", name);
+	for (i = 0; i < sp->n; i++) {
+		size_t l = strlen(err);
+		snprintf(err + l, errlen - l, " %s", sp->dir[i]);
+	}
+	strncat(err, ")", errlen - strlen(err) - 1);
+	return NULL;
+}
+
+int plugin_list(const struct search_path *sp,
+		void (*cb)(const char *path, void *arg), void *arg)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	size_t i, len;
+	DIR *d;
+
+	for (i = 0; i < sp->n; i++) {
+		d = opendir(sp->dir[i]);
+		if (!d)
+			continue;
+		while ((de = readdir(d))) {
+			if (de->d_name[0] == '.')
+				continue;
+			len = strlen(de->d_name);
+			if (len > 3 && !strcmp(de->d_name + len - 3, ".so"))
+				snprintf(path, sizeof(path), "%s/%s", sp->dir[i],
+					 de->d_name);
+			else
+				snprintf(path, sizeof(path), "%s/%s/%s.so", sp->dir[i],
+					 de->d_name, de->d_name);
+			if (access(path, F_OK) == 0)
+				cb(path, arg);
+		}
+		closedir(d);
+	}
+	return 0;
+}
+
+void plugins_unload_all(void)
+{
+	struct plugin *p, *n;
+
+	for (p = loaded; p; p = n) {
+		n = p->next;
+		dlclose(p->dl);
+		free(p->path);
+		free(p);
+	}
+	loaded = NULL;
+}

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: MIT
+/* Copyright (C) 2026 wggwd authors */
+/* Test source: emits the packets it is given (hex), as a sniffer would. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "wgutil.h"
+
+struct conf {
+	struct wggwd_list packets;
+	int64_t repeat;
+	struct sockaddr_storage src;
+};
+
+static const char *check_hex(const void *field, char *buf, size_t len)
+{
+	const char *s = *(char *const *)field;
+	uint8_t bin[WGGWD_PKT_MAX];
+	size_t n;
+
+	if (sodium_hex2bin(bin, sizeof(bin), s, strlen(s), NULL, &n, NULL)) {
+		snprintf(buf, len, "expected hex of at most %d bytes", WGGWD_PKT_MAX);
+		return buf;
+	}
+	return NULL;
+}
+
+static const struct wggwd_opt opts[] = {
+	{ .name = "packets", .type = WGGWD_OPT_LIST, .flags = WGGWD_OPT_REQUIRED, .min = 1,
+	  .max = 10000, .offset = offsetof(struct conf, packets), .check = check_hex,
+	  .help = "UDP payloads to emit, hex" },
+	{ .name = "repeat", .type = WGGWD_OPT_INT, .def = "1", .min = 1, .max = 1000000,
+	  .offset = offsetof(struct conf, repeat), .help = "times each packet is emitted" },
+	{ .name = "src", .type = WGGWD_OPT_ADDR, .def = "127.0.0.1:40000",
+	  .offset = offsetof(struct conf, src), .help = "the source address packets carry" },
+	WGGWD_OPT_END
+};
+
+struct ctx {
+	const struct wggwd_host *host;
+	struct wggwd_inst *self;
+	const struct conf *conf;
+	struct wggwd_timer *timer;
+};
+
+static void on_tick(void *arg)
+{
+	struct ctx *c = arg;
+	size_t i, n;
+	int64_t r;
+
+	for (r = 0; r < c->conf->repeat; r++) {
+		for (i = 0; i < c->conf->packets.n; i++) {
+			struct wggwd_item *it = c->host->item_new(c->self);
+			const char *hex = ((char **)c->conf->packets.v)[i];
+
+			sodium_hex2bin(it->pkt, sizeof(it->pkt), hex, strlen(hex), NULL, &n, NULL);
+			it->pkt_len = n;
+			it->type = WGGWD_MSG_PKT;
+			it->transport = WGGWD_TR_UDP;
+			memcpy(&it->src, &c->conf->src, sizeof(it->src));
+			it->endpoint = it->src;
+			c->host->emit(c->self, it);
+		}
+	}
+}
+
+static int sh_create(const struct wggwd_host *host, struct wggwd_inst *self,
+		     const void *conf, void **ctxp)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->host = host;
+	c->self = self;
+	c->conf = conf;
+	*ctxp = c;
+	return 0;
+}
+
+static int sh_start(void *ctx)
+{
+	struct ctx *c = ctx;
+
+	c->timer = c->host->timer_new(c->self, on_tick, c);
+	c->host->timer_start(c->timer, 0, 0);
+	return 0;
+}
+
+static void sh_stop(void *ctx)
+{
+	struct ctx *c = ctx;
+
+	c->host->timer_free(c->timer);
+	c->host->stopped(c->self);
+}
+
+static void sh_destroy(void *ctx)
+{
+	free(ctx);
+}
+
+static const struct wggwd_ops ops = {
+	.size = sizeof(struct wggwd_ops),
+	.create = sh_create,
+	.start = sh_start,
+	.stop = sh_stop,
+	.destroy = sh_destroy,
+};
+
+WGGWD_PLUGIN_DEFINE(
+	.name = "source-hex",
+	.version = WGGWD_VERSION,
+	.license = "MIT",
+	.description = "test source: emits the packets it is given",
+	.kind = WGGWD_SOURCE,
+	.in = WGGWD_MSG_NONE,
+	.out = WGGWD_MSG_PKT,
+	.opts = opts,
+	.conf_size = sizeof(struct conf),
+	.ops = &ops);
