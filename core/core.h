@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <yaml.h>
 
+#include <uv.h>
+
 #include <wggwd/plugin.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

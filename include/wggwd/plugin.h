@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
-#include <uv.h>
+#include <sys/types.h>
 
 #include <wggwd/version.h>
 
@@ -44,6 +44,10 @@ extern "C" {
 #define WGGWD_EXTERN_C
 #endif
 #define WGGWD_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* The daemon's libuv loop; plugins that drive libuv themselves include
+ * <uv.h> (the soname libuv.so.1 keeps its ABI in step). */
+struct uv_loop_s;
 
 #define WGGWD_KEY_LEN 32
 #define WGGWD_PKT_MAX 256      /* bytes of a packet kept in an item */
@@ -185,6 +189,13 @@ struct wggwd_peer {
 #define WGGWD_ITEM_CACHED (1u << 1)        /* a store answered: skip resolver */
 #define WGGWD_ITEM_HAS_TIMESTAMP (1u << 2) /* tai64n is set                */
 #define WGGWD_ITEM_MAC1_OK (1u << 3)       /* passed the cheap MAC check   */
+/* Set by an installer that installed without role inversion: the source
+ * should re-send the held packet (from its original source) so that the
+ * interface answers it as responder. */
+#define WGGWD_ITEM_REINJECT (1u << 4)
+/* Set by an installer: the peer was already installed as asked; nothing
+ * was changed (later stages still see the item, e.g. as activity). */
+#define WGGWD_ITEM_UNCHANGED (1u << 5)
 
 /* Timeline: CLOCK_MONOTONIC ns when the item passed each point. */
 enum wggwd_mark {
@@ -213,6 +224,7 @@ struct wggwd_item {
 	                         * min(pkt_len, WGGWD_PKT_MAX) bytes       */
 	uint8_t pkt[WGGWD_PKT_MAX];
 	union wggwd_sockaddr src;      /* who sent it (not authenticated) */
+	union wggwd_sockaddr dst;      /* where it was sent (our address)  */
 	union wggwd_sockaddr endpoint; /* where to reach the peer: src for
 	                                * UDP, the relay's socket for WSOCK */
 	uint32_t ifindex;
@@ -344,7 +356,7 @@ struct wggwd_host {
 	uint32_t size; /* sizeof(struct wggwd_host) of the host            */
 	uint16_t abi_major, abi_minor;
 
-	uv_loop_t *loop;
+	struct uv_loop_s *loop;
 
 	void (*log)(struct wggwd_inst *self, int level, const char *fmt, ...)
 		WGGWD_PRINTF(3, 4);
@@ -421,8 +433,7 @@ struct wggwd_plugin {
 #define WGGWD_STR_(x) #x
 #define WGGWD_STR(x) WGGWD_STR_(x)
 /* What else must match for a plugin to share the host's structs. */
-#define WGGWD_BUILD_SIG                                                    \
-	"ptr" WGGWD_STR(__SIZEOF_POINTER__) "-uv" WGGWD_STR(UV_VERSION_MAJOR)
+#define WGGWD_BUILD_SIG "ptr" WGGWD_STR(__SIZEOF_POINTER__) "-long" WGGWD_STR(__SIZEOF_LONG__)
 
 #define WGGWD_PLUGIN_SYMBOL "wggwd_plugin"
 

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include <wggwd/plugin.h>
 
 #define WG_KEY_B64_LEN 45 /* 44 characters and a NUL */
