@@ -158,6 +158,7 @@ struct core_item {
 	struct wggwd_item pub;
 	struct pipeline *pl;
 	unsigned step;
+	unsigned first_step;            /* 0, or where an injected item began */
 	struct wggwd_inst *pending_in;  /* the stage that returned PENDING */
 	struct core_item *next_inflight;
 	bool in_inflight;
@@ -168,6 +169,7 @@ uint64_t runtime_live_items(struct runtime *rt);
 void pipeline_item_emit(struct wggwd_inst *src, struct wggwd_item *it);
 void pipeline_item_complete(struct wggwd_inst *in, struct wggwd_item *it,
 			    int verdict);
+int pipeline_item_inject(struct wggwd_inst *in, struct wggwd_item *it);
 struct wggwd_item *item_alloc(void);
 void item_release(struct wggwd_item *it);
 

@@ -324,6 +324,11 @@ static const struct wggwd_installer *h_installer(struct wggwd_inst *in)
 	return in->installer;
 }
 
+static int h_inject(struct wggwd_inst *in, struct wggwd_item *it)
+{
+	return pipeline_item_inject(in, it);
+}
+
 struct wggwd_host host_services = {
 	.size = sizeof(struct wggwd_host),
 	.abi_major = WGGWD_ABI_MAJOR,
@@ -345,6 +350,7 @@ struct wggwd_host host_services = {
 	.stopped = h_stopped,
 	.secret_read = h_secret_read,
 	.installer = h_installer,
+	.inject = h_inject,
 };
 
 int host_init(uv_loop_t *loop)

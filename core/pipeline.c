@@ -148,12 +148,33 @@ static bool inflight_add(struct pipeline *pl, struct core_item *ci)
 
 static void runtime_stop_next(struct runtime *rt);
 
+/* Tell every stage the item reached that has a done op, then the source. */
+static void notify_done(struct core_item *ci, int verdict)
+{
+	struct pipeline *pl = ci->pl;
+	unsigned i, k, end = ci->step < pl->n ? ci->step + 1 : pl->n;
+
+	for (i = ci->first_step; i < end; i++) {
+		struct wggwd_inst *in = pl->steps[i].in;
+
+		if (!in->ops->done)
+			continue;
+		/* a store is in the list twice (cache and sink): tell it once */
+		for (k = ci->first_step; k < i; k++)
+			if (pl->steps[k].in == in)
+				break;
+		if (k == i)
+			in->ops->done(in->ctx, &ci->pub, verdict);
+	}
+	if (pl->source->ops->done)
+		pl->source->ops->done(pl->source->ctx, &ci->pub, verdict);
+}
+
 static void finish(struct core_item *ci, int verdict)
 {
 	struct pipeline *pl = ci->pl;
 	struct wggwd_item *it = &ci->pub;
 	struct runtime *rt = pl->rt;
-	struct wggwd_inst *src = pl->source;
 	char name[256];
 
 	if (ci->in_inflight)
@@ -192,8 +213,7 @@ static void finish(struct core_item *ci, int verdict)
 			it->flags & WGGWD_ITEM_CACHED ? " (cached)" : "");
 #undef MS
 	}
-	if (src->ops->done)
-		src->ops->done(src->ctx, it, verdict);
+	notify_done(ci, verdict);
 	item_release(it);
 	if (rt->phase == 2 && !rt->live)
 		runtime_stop_next(rt);
@@ -275,6 +295,7 @@ void pipeline_item_emit(struct wggwd_inst *src, struct wggwd_item *it)
 	}
 	ci->pl = pl;
 	ci->step = 0;
+	ci->first_step = 0;
 	if (!it->t[WGGWD_T_RX])
 		it->t[WGGWD_T_RX] = now_mono_ns();
 	if (!it->type)
@@ -287,6 +308,32 @@ void pipeline_item_emit(struct wggwd_inst *src, struct wggwd_item *it)
 		return;
 	}
 	run(ci);
+}
+
+int pipeline_item_inject(struct wggwd_inst *in, struct wggwd_item *it)
+{
+	struct runtime *rt = in->rt;
+	struct core_item *ci = container_of(it, struct core_item, pub);
+	size_t p;
+	unsigned i, after = UINT32_MAX;
+
+	for (p = 0; rt && p < rt->n_pl && after == UINT32_MAX; p++)
+		for (i = 0; i < rt->pl[p].n; i++)
+			if (rt->pl[p].steps[i].in == in)
+				after = i + 1; /* the last role it has there */
+	if (after == UINT32_MAX || after >= rt->pl[p - 1].n || rt->phase) {
+		item_release(it);
+		return rt && rt->phase ? -ESHUTDOWN : -ENOENT;
+	}
+	ci->pl = &rt->pl[p - 1];
+	ci->step = after;
+	ci->first_step = after;
+	it->flags |= WGGWD_ITEM_INJECTED;
+	if (!it->t[WGGWD_T_RX])
+		it->t[WGGWD_T_RX] = now_mono_ns();
+	(*ci->pl->c_items)++;
+	run(ci);
+	return 0;
 }
 
 void pipeline_item_complete(struct wggwd_inst *in, struct wggwd_item *it, int verdict)

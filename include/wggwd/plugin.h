@@ -196,6 +196,12 @@ struct wggwd_peer {
 /* Set by an installer: the peer was already installed as asked; nothing
  * was changed (later stages still see the item, e.g. as activity). */
 #define WGGWD_ITEM_UNCHANGED (1u << 5)
+/* Set by a resolver with WGGWD_DROP: the key is unknown (as opposed to a
+ * failed lookup), so a store may remember the answer. */
+#define WGGWD_ITEM_NOT_FOUND (1u << 6)
+/* Set by the core on items a stage injected with host->inject(): the
+ * pipeline's source did not emit them and must not acknowledge them. */
+#define WGGWD_ITEM_INJECTED (1u << 7)
 
 /* Timeline: CLOCK_MONOTONIC ns when the item passed each point. */
 enum wggwd_mark {
@@ -330,8 +336,10 @@ struct wggwd_ops {
 	 * DONE = nothing to do (already installed as asked);
 	 * DROP = known-unknown key or replay. */
 	int (*lookup)(void *ctx, struct wggwd_item *item);
-	/* source: the item finished the pipeline with this verdict (ACK it,
-	 * re-send a held packet, ...). */
+	/* Optional, any kind: an item this stage saw (or, for a source,
+	 * emitted) finished the pipeline with this verdict: ACK it, re-send
+	 * a held packet, remember a negative answer, ... Called for every
+	 * stage the item reached, in pipeline order, the source last. */
 	void (*done)(void *ctx, struct wggwd_item *item, int verdict);
 
 	/* installer */
@@ -405,6 +413,12 @@ struct wggwd_host {
 
 	/* The installer of this stage's pipeline(s), or NULL if none. */
 	const struct wggwd_installer *(*installer)(struct wggwd_inst *self);
+
+	/* Run an item (from item_new) through the rest of the first pipeline
+	 * this stage is in, starting after it (a store re-installing what it
+	 * holds, say). The item gets WGGWD_ITEM_INJECTED; stages see it as
+	 * usual. Returns 0, or -ENOENT if nothing follows this stage. */
+	int (*inject)(struct wggwd_inst *self, struct wggwd_item *item);
 };
 
 /* ------------------------------------------------------------ descriptor */

@@ -282,6 +282,7 @@ static int rs_process(void *ctx, struct wggwd_item *it)
 	if (!e) {
 		(*c->miss)++;
 		it->drop_reason = "unknown_key";
+		it->flags |= WGGWD_ITEM_NOT_FOUND;
 		return WGGWD_DROP;
 	}
 	(*c->hit)++;
