@@ -206,10 +206,15 @@ static void finish(struct core_item *ci, int verdict)
 		sodium_bin2base64(b64, sizeof(b64), it->peer.public_key, WGGWD_KEY_LEN,
 				  sodium_base64_VARIANT_ORIGINAL);
 #define MS(i) (it->t[i] && t0 ? (double)(it->t[i] - t0) / 1e6 : -1.0)
+		/* the wall-clock receive time lets a reader line this up with
+		 * WireGuard's own handshake times */
 		log_msg(WGGWD_LOG_INFO, "[core]",
-			"pipeline %s: peer %s installed: decoded %.3f ms, resolved %.3f ms, installed %.3f ms%s",
-			pl->name, b64, MS(WGGWD_T_DECODED), MS(WGGWD_T_RESOLVED),
-			MS(WGGWD_T_INSTALLED),
+			"pipeline %s: peer %s %s: seen at %llu.%06llu, decoded %.3f ms, resolved %.3f ms, installed %.3f ms%s",
+			pl->name, b64,
+			it->flags & WGGWD_ITEM_UNCHANGED ? "already installed" : "installed",
+			(unsigned long long)(it->rx_realtime_ns / 1000000000ull),
+			(unsigned long long)(it->rx_realtime_ns % 1000000000ull / 1000),
+			MS(WGGWD_T_DECODED), MS(WGGWD_T_RESOLVED), MS(WGGWD_T_INSTALLED),
 			it->flags & WGGWD_ITEM_CACHED ? " (cached)" : "");
 #undef MS
 	}

@@ -3,6 +3,7 @@
 # Copyright (C) 2026 wggwd authors
 """The daemon as a whole: pipelines run, counters, secrets, SIGHUP, exit."""
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -177,4 +178,5 @@ ok(s.get("pipeline.pull.drop.mac1") == 1 and s.get("pipeline.pull.drop.length") 
 ok(d.stop(signal.SIGINT) == 0, "SIGINT: exit 0", d.output())
 d.close()
 
+shutil.rmtree(tmp, ignore_errors=True)
 done()
