@@ -21,6 +21,7 @@
 
 #include "core.h"
 #include "decode.h"
+#include "wgutil.h"
 
 int tai64n_to_unix(const uint8_t tai[12], int64_t *sec, uint32_t *nsec)
 {
@@ -116,21 +117,6 @@ int udp_payload(int linktype, const uint8_t *p, size_t len,
 	return 0;
 }
 
-void sockaddr_str(const union wggwd_sockaddr *a, char *buf, size_t len)
-{
-	char ip[INET6_ADDRSTRLEN];
-
-	if (a->sa.sa_family == AF_INET) {
-		inet_ntop(AF_INET, &a->in4.sin_addr, ip, sizeof(ip));
-		snprintf(buf, len, "%s:%u", ip, ntohs(a->in4.sin_port));
-	} else if (a->sa.sa_family == AF_INET6) {
-		inet_ntop(AF_INET6, &a->in6.sin6_addr, ip, sizeof(ip));
-		snprintf(buf, len, "[%s]:%u", ip, ntohs(a->in6.sin6_port));
-	} else {
-		snprintf(buf, len, "-");
-	}
-}
-
 struct decoder {
 	struct stage_conf sc;
 	struct wggwd_inst in;
@@ -153,7 +139,7 @@ static void print_result(struct decoder *d, struct wggwd_item *it, int v,
 	if (frame >= 0)
 		printf(",\"frame\":%ld", frame);
 	if (it->src.sa.sa_family) {
-		sockaddr_str(&it->src, addr, sizeof(addr));
+		wg_sockaddr_str(&it->src, addr, sizeof(addr));
 		printf(",\"src\":\"%s\"", addr);
 	}
 	printf(",\"length\":%u", it->pkt_len);

@@ -13,6 +13,5 @@ int cmd_decode(int argc, char **argv);
 int udp_payload(int linktype, const uint8_t *p, size_t len,
 		union wggwd_sockaddr *src, union wggwd_sockaddr *dst,
 		const uint8_t **payload, size_t *plen);
-void sockaddr_str(const union wggwd_sockaddr *a, char *buf, size_t len);
 
 #endif

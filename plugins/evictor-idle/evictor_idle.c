@@ -3,9 +3,12 @@
 /*
  * evictor-idle: every interval, remove the peers this daemon installed whose
  * last handshake is older than `idle`, or that never completed one within
- * `grace` of being installed. A peer whose client knocked within `grace`
- * (an initiation went through the pipeline) is in the middle of a handshake
- * and is left alone. Optionally keep at most `max_peers`, evicting the least
+ * `grace` of being installed. Activity is the later of the last handshake
+ * and the last sweep that saw the peer's received bytes grow: WireGuard only
+ * re-handshakes every two minutes while traffic flows, so the handshake
+ * alone would call a busy peer idle. A peer whose client knocked within
+ * `grace` (an initiation went through the pipeline) is in the middle of a
+ * handshake and is left alone. Optionally keep at most `max_peers`, evicting the least
  * recently active first.
  */
 #include <errno.h>
@@ -28,7 +31,7 @@ static const struct wggwd_opt opts[] = {
 	  .offset = offsetof(struct conf, interval_ms), .help = "how often the interface's peers are checked" },
 	{ .name = "idle", .type = WGGWD_OPT_DURATION, .def = "3m", .min = 1000, .max = 86400000LL * 30,
 	  .offset = offsetof(struct conf, idle_ms),
-	  .help = "remove a peer whose last handshake is older than this (WireGuard re-handshakes every 2 minutes while traffic flows)" },
+	  .help = "remove a peer with no handshake and no received traffic for this long" },
 	{ .name = "grace", .type = WGGWD_OPT_DURATION, .def = "30s", .min = 0, .max = 3600000,
 	  .offset = offsetof(struct conf, grace_ms),
 	  .help = "a peer installed or knocking within this long is never removed; one that has not completed a handshake this long after install is" },
@@ -46,6 +49,8 @@ struct entry {
 	uint8_t key[WGGWD_KEY_LEN];
 	uint64_t installed_ms;  /* monotonic */
 	uint64_t seen_ms;       /* last item through here, monotonic */
+	uint64_t rx_bytes;      /* as of the last sweep */
+	int64_t rx_at_ms;       /* realtime of the sweep that saw rx grow */
 	uint32_t sweep;         /* last sweep that saw it on the interface */
 };
 
@@ -254,6 +259,12 @@ static void on_dump(void *arg, int status, const struct wggwd_peer_state *peers,
 		if (!e)
 			goto oom;
 		e->sweep = c->sweep;
+		if (p->rx_bytes != e->rx_bytes) {
+			e->rx_bytes = p->rx_bytes;
+			e->rx_at_ms = now_real_ms;
+		}
+		if (e->rx_at_ms > hs_ms && p->last_handshake_sec)
+			hs_ms = e->rx_at_ms; /* traffic since the handshake */
 		seen_ago = now - (e->seen_ms > e->installed_ms ? e->seen_ms : e->installed_ms);
 		if ((int64_t)seen_ago < cf->grace_ms)
 			continue; /* installed or knocking just now: mid-handshake */
