@@ -12,6 +12,8 @@
 struct conf {
 	struct wggwd_list packets;
 	int64_t repeat;
+	int64_t rounds;
+	int64_t interval_ms;
 	struct sockaddr_storage src;
 };
 
@@ -33,7 +35,11 @@ static const struct wggwd_opt opts[] = {
 	  .max = 10000, .offset = offsetof(struct conf, packets), .check = check_hex,
 	  .help = "UDP payloads to emit, hex" },
 	{ .name = "repeat", .type = WGGWD_OPT_INT, .def = "1", .min = 1, .max = 1000000,
-	  .offset = offsetof(struct conf, repeat), .help = "times each packet is emitted" },
+	  .offset = offsetof(struct conf, repeat), .help = "times each packet is emitted per round" },
+	{ .name = "rounds", .type = WGGWD_OPT_INT, .def = "1", .min = 1, .max = 1000000,
+	  .offset = offsetof(struct conf, rounds), .help = "how many rounds" },
+	{ .name = "interval", .type = WGGWD_OPT_DURATION, .def = "100ms", .min = 1, .max = 3600000,
+	  .offset = offsetof(struct conf, interval_ms), .help = "pause between rounds" },
 	{ .name = "src", .type = WGGWD_OPT_ADDR, .def = "127.0.0.1:40000",
 	  .offset = offsetof(struct conf, src), .help = "the source address packets carry" },
 	WGGWD_OPT_END
@@ -44,6 +50,7 @@ struct ctx {
 	struct wggwd_inst *self;
 	const struct conf *conf;
 	struct wggwd_timer *timer;
+	int64_t round;
 };
 
 static void on_tick(void *arg)
@@ -52,6 +59,8 @@ static void on_tick(void *arg)
 	size_t i, n;
 	int64_t r;
 
+	if (++c->round >= c->conf->rounds)
+		c->host->timer_stop(c->timer);
 	for (r = 0; r < c->conf->repeat; r++) {
 		for (i = 0; i < c->conf->packets.n; i++) {
 			struct wggwd_item *it = c->host->item_new(c->self);
@@ -87,7 +96,7 @@ static int sh_start(void *ctx)
 	struct ctx *c = ctx;
 
 	c->timer = c->host->timer_new(c->self, on_tick, c);
-	c->host->timer_start(c->timer, 0, 0);
+	c->host->timer_start(c->timer, 0, c->conf->interval_ms);
 	return 0;
 }
 

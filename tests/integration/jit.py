@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (C) 2026 wggwd authors
+"""The pull path end to end on wireguard-go: source-bpf -> decoder-noise ->
+resolver-static -> installer-uapi -> evictor-idle, in network namespaces."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import wgnet  # noqa: E402
+from tap import TEST_PLUGINS, Daemon, done, ok, read_stats, skip, vectors, wait_until  # noqa: E402
+
+why = wgnet.missing()
+if why:
+    skip("JIT on wireguard-go", why)
+    done()
+
+tmp = tempfile.mkdtemp(prefix="wggwd-jit-")
+
+
+def config(topo, known, name, completion=None, idle="1h", grace="30s", extra=""):
+    peers = os.path.join(tmp, f"{name}.peers.json")
+    with open(peers, "w") as f:
+        json.dump([{"public_key": c.pub, "allowed_ips": [f"{c.tunnel_ip}/32"]} for c in known], f)
+    path = os.path.join(tmp, f"{name}.yaml")
+    stats = os.path.join(tmp, f"{name}.stats.json")
+    with open(path, "w") as f:
+        f.write(f"""
+plugin_path: [{TEST_PLUGINS}]
+stats_file: {stats}
+stats_interval: 50ms
+stages:
+  sniff:
+    plugin: source-bpf
+    options:
+      interface: {topo.gw_uplink}
+  noise:
+    plugin: decoder-noise
+  static:
+    plugin: resolver-static
+    options:
+      peers_file: {peers}
+  wg:
+    plugin: installer-uapi
+    options:
+      interface: {topo.gw_if}{f"{chr(10)}      completion: {completion}" if completion else ""}
+  idle:
+    plugin: evictor-idle
+    options:
+      interval: 200ms
+      idle: {idle}
+      grace: {grace}
+{extra}
+pipelines:
+  pull: [sniff, noise, static, wg, idle]
+""")
+    return path, stats
+
+
+def gw_peers(net, topo):
+    return net.wg_show_dump(topo.gw_ns, topo.gw_if)["peers"]
+
+
+def first_ping_ms(net, ns, addr, timeout=3):
+    """ms until the first echo reply (the tunnel's set-up included), or None."""
+    p = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", str(timeout), addr],
+                       capture_output=True, text=True)
+    if p.returncode:
+        return None
+    for w in p.stdout.split():
+        if w.startswith("time="):
+            return float(w[5:])
+    return None
+
+
+with wgnet.Net("jit") as net:
+    # ---------------------------------------------------------------- 1
+    topo = net.gateway_with_clients(4)
+    known, unknown, wrongkey, back = topo.clients
+    # a client holding a gateway key that is not the gateway's: bad mac1
+    _, bogus = wgnet.genkey()
+    net.wg_set(wrongkey.ns, wrongkey.iface, "peer", topo.gw_pub, "remove")
+    net.wg_set(wrongkey.ns, wrongkey.iface, "peer", bogus, "endpoint", f"{topo.gw_addr}:{topo.gw_port}",
+               "allowed-ips", topo.tunnel_net)
+    cfg, stats = config(topo, [known, wrongkey, back], "a", idle="2s", grace="1s")
+    d = Daemon(cfg, netns=topo.gw_ns)
+    ok(wait_until(lambda: "running" in d.output() or not d.alive(), 10) and d.alive(),
+       "daemon runs on the gateway", d.output())
+
+    ms = first_ping_ms(net, known.ns, topo.gw_tunnel_ip)
+    ok(ms is not None and ms < 1000,
+       f"known key: tunnel up at the first ping ({ms} ms), no 5 s client retry",
+       d.output())
+    peers = gw_peers(net, topo)
+    p = peers.get(known.pub)
+    ok(p and p.get("endpoint") == known.endpoint and p.get("allowed_ips") == [f"{known.tunnel_ip}/32"],
+       "installed with the sniffed endpoint and its allowed IPs", peers)
+    ok(read_stats(stats).get("sniff.reinjected", 0) >= 1 or
+       wait_until(lambda: read_stats(stats).get("sniff.reinjected", 0) >= 1, 3),
+       "completed by re-sending the held initiation (the default, completion=reinject)",
+       read_stats(stats))
+
+    ok(first_ping_ms(net, unknown.ns, topo.gw_tunnel_ip, 2) is None, "unknown key: no tunnel")
+    ok(wait_until(lambda: read_stats(stats).get("pipeline.pull.drop.unknown_key", 0) >= 1, 3)
+       and unknown.pub not in gw_peers(net, topo),
+       "unknown key: not installed, counted as pipeline.pull.drop.unknown_key", read_stats(stats))
+
+    ok(first_ping_ms(net, wrongkey.ns, topo.gw_tunnel_ip, 2) is None, "client with a wrong gateway key: no tunnel")
+    ok(wait_until(lambda: read_stats(stats).get("noise.drop_mac1", 0) >= 1, 3)
+       and wrongkey.pub not in gw_peers(net, topo),
+       "wrong gateway key: dropped at mac1 and counted (noise.drop_mac1)", read_stats(stats))
+
+    # ---------------------------------------------------------------- eviction
+    ok(first_ping_ms(net, back.ns, topo.gw_tunnel_ip) is not None, "second known client up")
+    ok(wait_until(lambda: back.pub not in gw_peers(net, topo), 15, 0.1),
+       "idle client evicted (no handshake, no traffic for `idle`)", d.output())
+    s = read_stats(stats)
+    ok(s.get("idle.evicted_idle", 0) >= 1, "eviction counted (idle.evicted_idle)", s)
+    # the client reconnects: a fresh session on its side
+    net.wg_set(back.ns, back.iface, "peer", topo.gw_pub, "remove")
+    net.wg_set(back.ns, back.iface, "peer", topo.gw_pub, "endpoint", f"{topo.gw_addr}:{topo.gw_port}",
+               "allowed-ips", topo.tunnel_net)
+    ms = first_ping_ms(net, back.ns, topo.gw_tunnel_ip)
+    ok(ms is not None and back.pub in gw_peers(net, topo),
+       f"re-connect after eviction: installed again, tunnel up ({ms} ms)", d.output())
+    ok(wrongkey.pub not in gw_peers(net, topo) and unknown.pub not in gw_peers(net, topo),
+       "the evictor and the installer touched only known clients")
+
+    rc = d.stop()
+    ok(rc == 0, f"SIGTERM: exit {rc}", d.output())
+    d.close()
+
+    # ---------------------------------------------------------------- 20 at once
+    many = net.gateway_with_clients(20, underlay="10.211.0", tunnel="10.212.0")
+    cfg, stats = config(many, many.clients, "many")
+    d = Daemon(cfg, netns=many.gw_ns)
+    wait_until(lambda: "running" in d.output(), 10)
+    pings = [subprocess.Popen(["ip", "netns", "exec", c.ns, "ping", "-n", "-c", "1", "-W", "4",
+                               many.gw_tunnel_ip], stdout=subprocess.DEVNULL) for c in many.clients]
+    codes = [p.wait(15) for p in pings]
+    ok(codes.count(0) == 20, f"20 clients at once: {codes.count(0)}/20 tunnels up at the first ping",
+       d.output())
+    wait_until(lambda: read_stats(stats).get("wg.installed") == 20, 3)
+    s = read_stats(stats)
+    ok(s.get("wg.installed") == 20, f"one install per client ({s.get('wg.installed')})", s)
+
+    # ---------------------------------------------------------------- a second daemon
+    other = net.gateway_with_clients(1, underlay="10.221.0", tunnel="10.222.0")
+    cfg2, stats2 = config(other, other.clients, "other")
+    d2 = Daemon(cfg2, netns=other.gw_ns)
+    wait_until(lambda: "running" in d2.output(), 10)
+    ok(first_ping_ms(net, other.clients[0].ns, other.gw_tunnel_ip) is not None,
+       "a second daemon on another interface brings up its own client", d2.output())
+    wait_until(lambda: read_stats(stats2).get("wg.installed") == 1, 3)
+    s1, s2 = read_stats(stats), read_stats(stats2)
+    ok(s2.get("wg.installed") == 1 and s1.get("wg.installed") == 20
+       and len(gw_peers(net, many)) == 20 and len(gw_peers(net, other)) == 1,
+       "the two daemons do not interfere", (s1, s2))
+    ok(d2.stop() == 0 and d.stop() == 0, "both exit 0")
+    d.close()
+    d2.close()
+
+    # ---------------------------------------------------------------- completion=inversion
+    rt = net.gateway_with_clients(1, underlay="10.231.0", tunnel="10.232.0")
+    cfg, stats = config(rt, rt.clients, "inversion", completion="inversion")
+    d = Daemon(cfg, netns=rt.gw_ns)
+    wait_until(lambda: "running" in d.output(), 10)
+    ms = first_ping_ms(net, rt.clients[0].ns, rt.gw_tunnel_ip, 8)
+    ok(ms is not None, f"completion=inversion: the gateway initiates, tunnel up ({ms} ms; a collision"
+       " with the client's own handshake costs its 5 s retry)", d.output())
+    ok(wait_until(lambda: gw_peers(net, rt).get(rt.clients[0].pub, {}).get("keepalive", -1) == 0, 5),
+       "inversion: keepalive restored to the configured value (off) after the handshake",
+       gw_peers(net, rt))
+    ok(d.stop() == 0, "exit 0")
+    d.close()
+
+    # ---------------------------------------------------------------- de-duplication
+    # ten initiations from one key while its install is pending: one install
+    dd = net.gateway_with_clients(0, underlay="10.241.0", tunnel="10.242.0")
+    vec = [v for v in vectors() if v["expected"]["result"] == "ok"][0]
+    net.wg_set(dd.gw_ns, dd.gw_if, private_key=vec["responder_private_key_b64"])
+    peers = os.path.join(tmp, "dedup.peers.json")
+    with open(peers, "w") as f:
+        json.dump([{"public_key": vec["initiator_public_key_b64"], "allowed_ips": ["10.242.0.50/32"]}], f)
+    cfg = os.path.join(tmp, "dedup.yaml")
+    stats = os.path.join(tmp, "dedup.stats.json")
+    with open(cfg, "w") as f:
+        f.write(f"""
+plugin_path: [{TEST_PLUGINS}]
+stats_file: {stats}
+stats_interval: 50ms
+stages:
+  hex:
+    plugin: source-hex
+    options:
+      packets: [{vec["packet"]}]
+      repeat: 10
+      rounds: 2
+      interval: 500ms
+      src: 10.241.0.99:40000
+  noise: {{plugin: decoder-noise}}
+  static: {{plugin: resolver-static, options: {{peers_file: {peers}}}}}
+  wg: {{plugin: installer-uapi, options: {{interface: {dd.gw_if}}}}}
+pipelines:
+  pull: [hex, noise, static, wg]
+""")
+    d = Daemon(cfg, netns=dd.gw_ns)
+    got = wait_until(lambda: read_stats(stats).get("pipeline.pull.items") == 20
+                     and read_stats(stats).get("pipeline.pull.inflight") == 0, 5)
+    s = read_stats(stats)
+    ok(got and s.get("wg.installed") == 1 and s.get("pipeline.pull.inflight_duplicates") == 9,
+       "ten initiations of one key while its install is pending: one install, nine duplicates", s)
+    ok(s.get("wg.unchanged") == 10 and s.get("wg.installed") == 1,
+       "a burst for a key already installed with the same endpoint: nothing re-installed", s)
+    ok(d.stop() == 0, "exit 0")
+    d.close()
+
+done()
