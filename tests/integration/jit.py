@@ -164,6 +164,24 @@ with wgnet.Net("jit") as net:
     d.close()
     d2.close()
 
+    # ---------------------------------------------------------------- max_peers
+    bud = net.gateway_with_clients(3, underlay="10.251.0", tunnel="10.252.0")
+    cfg, stats = config(bud, bud.clients, "budget", grace="0s", extra="      max_peers: 2")
+    d = Daemon(cfg, netns=bud.gw_ns)
+    wait_until(lambda: "running" in d.output(), 10)
+    first, second, third = bud.clients
+    ok(first_ping_ms(net, first.ns, bud.gw_tunnel_ip) is not None, "budget: first client up")
+    ok(wait_until(lambda: first.pub in gw_peers(net, bud), 3), "budget: first client installed")
+    for c in (second, third):
+        first_ping_ms(net, c.ns, bud.gw_tunnel_ip)
+    ok(wait_until(lambda: first.pub not in gw_peers(net, bud), 5)
+       and second.pub in gw_peers(net, bud) and third.pub in gw_peers(net, bud),
+       "max_peers 2: a third client evicts the least recently active one", gw_peers(net, bud))
+    ok(wait_until(lambda: read_stats(stats).get("idle.evicted_over_budget") == 1, 3),
+       "counted as idle.evicted_over_budget", read_stats(stats))
+    ok(d.stop() == 0, "exit 0")
+    d.close()
+
     # ---------------------------------------------------------------- completion=inversion
     rt = net.gateway_with_clients(1, underlay="10.231.0", tunnel="10.232.0")
     cfg, stats = config(rt, rt.clients, "inversion", completion="inversion")
