@@ -103,6 +103,9 @@ static struct wggwd_timer *h_timer_new(struct wggwd_inst *in, wggwd_fn cb, void 
 
 static void h_timer_start(struct wggwd_timer *t, uint64_t timeout, uint64_t repeat)
 {
+	/* the loop's cached time is from the start of this iteration: after a
+	 * long callback the timer would fire early */
+	uv_update_time(t->h.loop);
 	uv_timer_start(&t->h, on_timer, timeout, repeat);
 }
 

@@ -160,7 +160,9 @@ static int ei_process(void *ctx, struct wggwd_item *it)
 	struct entry *e;
 	uint64_t now = mono_ms();
 
-	if (it->op == WGGWD_OP_REMOVE) {
+	/* pushed peers belong to the control plane: it removes them */
+	if (it->op == WGGWD_OP_REMOVE || it->peer.origin == WGGWD_ORIGIN_PUSH ||
+	    it->transport == WGGWD_TR_PUSH) {
 		untrack(c, key);
 		return WGGWD_CONTINUE;
 	}

@@ -166,7 +166,7 @@ with wgnet.Net("jit") as net:
 
     # ---------------------------------------------------------------- max_peers
     bud = net.gateway_with_clients(3, underlay="10.251.0", tunnel="10.252.0")
-    cfg, stats = config(bud, bud.clients, "budget", grace="0s", extra="      max_peers: 2")
+    cfg, stats = config(bud, bud.clients, "budget", grace="1s", extra="      max_peers: 2")
     d = Daemon(cfg, netns=bud.gw_ns)
     wait_until(lambda: "running" in d.output(), 10)
     first, second, third = bud.clients
