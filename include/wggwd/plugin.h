@@ -320,7 +320,9 @@ struct wggwd_ops {
 	 * about (or NULL for the whole stage). */
 	const char *(*validate)(const void *conf, const char **option,
 				char *buf, size_t len);
-	/* Open sockets, arm timers. Return 0 or -errno. */
+	/* Open sockets, arm timers. Return 0 or -errno. A start that fails
+	 * must first release what it made (host->timer_free, handles): stop
+	 * is not called for it, and the core waits for those to close. */
 	int (*start)(void *ctx);
 	/* Handle one item; return an enum wggwd_verdict. */
 	int (*process)(void *ctx, struct wggwd_item *item);
@@ -417,7 +419,8 @@ struct wggwd_host {
 	/* Run an item (from item_new) through the rest of the first pipeline
 	 * this stage is in, starting after it (a store re-installing what it
 	 * holds, say). The item gets WGGWD_ITEM_INJECTED; stages see it as
-	 * usual. Returns 0, or -ENOENT if nothing follows this stage. */
+	 * usual. Returns 0, or -ENOENT if nothing follows this stage (or
+	 * -ESHUTDOWN while stopping); on failure the item has been freed. */
 	int (*inject)(struct wggwd_inst *self, struct wggwd_item *item);
 };
 
