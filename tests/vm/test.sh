@@ -192,7 +192,7 @@ check "counter idle.evicted_idle = 1 (got $(stat_of idle.evicted_idle)), wg0.rem
 # the client comes back (its session is still valid on its side; make it
 # start over so that it knocks): installed afresh, inverted again
 knock
-if [ $prc = 0 ] && [ "$(stat_of wg0.inverted)" = 2 ]; then
+if [ $prc = 0 ] && [ "$(stat_of wg0.inverted)" -ge 2 ]; then
 	ok "after eviction the client gets back in through a new knock (${dt} ms, inverted again)"
 else
 	nok "after eviction the client gets back in through a new knock (${dt} ms, rc $prc, inverted $(stat_of wg0.inverted))"
