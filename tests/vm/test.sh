@@ -158,7 +158,7 @@ else
 	diag "in ${dt} ms, $inits initiations: a handshake collision; the client's retry got it in"
 fi
 check "the installer installed with role inversion (wg0.inverted = $(stat_of wg0.inverted))" \
-	test "$(stat_of wg0.inverted)" = 1
+	test "$(stat_of wg0.inverted)" -ge 1
 ep=$(gw wg show wg0 endpoints | awk '{ print $2 }')
 check "the gateway's peer has the client's address as endpoint ($ep)" \
 	test "$ep" = "192.168.50.2:40000"
@@ -172,7 +172,7 @@ if wait_for 50 sh -c "$IP netns exec gw wg show wg0 persistent-keepalive | grep 
 else
 	nok "keepalive restored: $(gw wg show wg0 persistent-keepalive)"
 fi
-check "counter wg0.keepalive_restored = 1" test "$(stat_of wg0.keepalive_restored)" = 1
+check "counter wg0.keepalive_restored >= 1 ($(stat_of wg0.keepalive_restored))" test "$(stat_of wg0.keepalive_restored)" -ge 1
 
 # ------------------------------------------------------------- eviction
 # idle 6s, grace 3s, interval 500ms: the peer goes about 6 s after its
