@@ -51,6 +51,7 @@ struct conf {
 	int64_t inversion_keepalive;
 	int64_t restore_poll_ms;
 	int64_t restore_timeout_ms;
+	int64_t stall_retry_ms;
 	int64_t timeout_ms;
 };
 
@@ -92,6 +93,9 @@ static const struct wggwd_opt opts[] = {
 	{ .name = "restore_timeout", .type = WGGWD_OPT_DURATION, .def = "2m", .min = 1000, .max = 86400000,
 	  .offset = offsetof(struct conf, restore_timeout_ms),
 	  .help = "a peer with no handshake this long after install gets its configured keepalive back anyway" },
+	{ .name = "stall_retry", .type = WGGWD_OPT_DURATION, .def = "200ms", .min = 0, .max = 60000,
+	  .offset = offsetof(struct conf, stall_retry_ms),
+	  .help = "inversion: a peer with no handshake this long after install (a collision with the client's own handshake) is removed and installed again, once; keep it above the clients' round-trip time (0: never)" },
 	{ .name = "timeout", .type = WGGWD_OPT_DURATION, .def = "2s", .min = 10, .max = 600000,
 	  .offset = offsetof(struct conf, timeout_ms),
 	  .help = "how long one request may wait for its reply before the connection is reset" },
@@ -128,9 +132,12 @@ struct peer_ent {
 	uint32_t mark;                  /* last dump that listed it */
 	uint64_t await_since_ms;        /* monotonic */
 	uint64_t install_real_ns;       /* realtime the install was sent */
+	struct sbuf retry;              /* inversion: the install, to redo once
+	                                 * if it collided (holds the PSK) */
+	bool retried;
 };
 
-enum req_kind { R_INSTALL, R_REMOVE_ITEM, R_REMOVE, R_DUMP, R_RESTORE };
+enum req_kind { R_INSTALL, R_REMOVE_ITEM, R_REMOVE, R_DUMP, R_RESTORE, R_RETRY };
 
 struct restore_ref {
 	uint8_t key[WGGWD_KEY_LEN];
@@ -159,6 +166,7 @@ struct req {
 	uint8_t cfg[CFG_HASH_LEN];
 	uint16_t keepalive, ka_sent;
 	bool reinject;
+	struct sbuf retry;  /* inversion: a copy of text for a collision retry */
 	/* R_REMOVE, R_DUMP: the caller's callback */
 	wggwd_status_cb scb;
 	wggwd_dump_cb dcb;
@@ -204,7 +212,7 @@ struct ctx {
 	uint64_t last_dump_ms;
 
 	uint64_t *installed, *unchanged, *removed, *install_failed, *restore_keepalive,
-		*restore_timeout, *uapi_errors, *reconnects;
+		*restore_timeout, *uapi_errors, *reconnects, *stall_retries;
 	int64_t *g_peers, *g_awaiting;
 };
 
@@ -399,6 +407,7 @@ static void peer_forget(struct ctx *c, const uint8_t *key)
 		if (!memcmp(e->key, key, WGGWD_KEY_LEN)) {
 			set_awaiting(c, e, false);
 			*pp = e->next;
+			sb_free(&e->retry);
 			free(e);
 			c->npeers--;
 			*c->g_peers = c->npeers;
@@ -600,6 +609,7 @@ static struct req *req_new(struct ctx *c, enum req_kind kind)
 static void req_free(struct req *r)
 {
 	sb_free(&r->text);
+	sb_free(&r->retry);
 	free(r->keys);
 	free(r->refs);
 	free(r);
@@ -631,6 +641,9 @@ static void req_what(const struct req *r, char *buf, size_t len)
 		break;
 	case R_RESTORE:
 		snprintf(buf, len, "keepalive restore of %zu peers", r->n);
+		break;
+	case R_RETRY:
+		snprintf(buf, len, "re-install of peer %s after a collision", b64(k, r->key));
 		break;
 	}
 }
@@ -685,6 +698,11 @@ static void finish_install(struct ctx *c, struct req *r, int status, bool from_i
 		e->gen++;
 		e->restoring = false;
 		e->stale = false;
+		/* the request's text is wiped once written: keep its copy */
+		sb_free(&e->retry);
+		e->retry = r->retry;
+		memset(&r->retry, 0, sizeof(r->retry));
+		e->retried = false;
 		if (r->ka_sent != r->keepalive) {
 			e->install_real_ns = r->sent_real_ns;
 			e->await_since_ms = now_mono_ms();
@@ -706,6 +724,42 @@ static void finish_install(struct ctx *c, struct req *r, int status, bool from_i
 		     r->ka_sent != r->keepalive ? " until the handshake" : "",
 		     r->reinject ? ", re-inject asked" : "");
 	c->host->complete(c->self, it, WGGWD_CONTINUE);
+}
+
+/*
+ * Role inversion collided with the client's own handshake: the interface
+ * answered the client's initiation and sent its own, and each side's one
+ * handshake slot was overwritten by the other's (wireguard-go logs "Received
+ * invalid response message"); the interface's own retry is 5 s away. Remove
+ * the peer and install it again in one request: a new peer has no pending
+ * handshake and no initiation rate limit, so the interface initiates afresh
+ * at once, and the client, idle now, answers it.
+ */
+static void retry_install(struct ctx *c, struct peer_ent *e)
+{
+	struct req *r = req_new(c, R_RETRY);
+	char k[WG_KEY_B64_LEN];
+	const char *body = e->retry.p + strlen("set=1\n");
+
+	e->retried = true;
+	if (!r)
+		goto out;
+	memcpy(r->key, e->key, WGGWD_KEY_LEN);
+	sb_printf(&r->text, "set=1\n");
+	sb_key(&r->text, "public_key", e->key);
+	sb_printf(&r->text, "remove=true\n%s", body);
+	if (r->text.oom) {
+		req_free(r);
+		goto out;
+	}
+	(*c->stall_retries)++;
+	c->host->log(c->self, WGGWD_LOG_INFO,
+		     "peer %s: no handshake %.0f ms after an inverted install (a collision); installing it afresh",
+		     b64(k, e->key), (double)(now_mono_ms() - e->await_since_ms));
+	e->install_real_ns = now_real_ns();
+	enqueue(c, r);
+out:
+	sb_free(&e->retry);
 }
 
 /* What a dump tells about the peers we installed: handshakes done (put
@@ -735,8 +789,12 @@ static void observe_dump(struct ctx *c, const struct wggwd_peer_state *peers, si
 		 * does not count; a second of slack for clock granularity */
 		done = p->last_handshake_sec && hs + 1000000000ull >= e->install_real_ns;
 		late = !done && now - e->await_since_ms >= (uint64_t)c->conf->restore_timeout_ms;
-		if (!done && !late)
+		if (!done && !late) {
+			if (e->retry.len && !e->retried &&
+			    now - e->await_since_ms >= (uint64_t)c->conf->stall_retry_ms)
+				retry_install(c, e);
 			continue;
+		}
 		if (nrefs == cap) {
 			size_t ncap = cap ? cap * 2 : 16;
 			struct restore_ref *nr = realloc(refs, ncap * sizeof(*refs));
@@ -776,7 +834,8 @@ static void observe_dump(struct ctx *c, const struct wggwd_peer_state *peers, si
 					     b64(k, e->key), c->conf->interface);
 				set_awaiting(c, e, false);
 				*pp = e->next;
-				free(e);
+				sb_free(&e->retry);
+			free(e);
 				c->npeers--;
 			} else {
 				pp = &e->next;
@@ -911,6 +970,10 @@ static void req_finish(struct ctx *c, struct req *r, int status, const char *rep
 	case R_RESTORE:
 		finish_restore(c, r, status, from_iface);
 		break;
+	case R_RETRY:
+		if (status)
+			log_failure(c, r, status, from_iface);
+		break;
 	}
 	if (r->final)
 		shutdown_io(c);
@@ -1013,6 +1076,7 @@ static void forget_installed(struct ctx *c)
 				continue;
 			}
 			*pp = e->next;
+			sb_free(&e->retry);
 			free(e);
 			c->npeers--;
 			n++;
@@ -1369,6 +1433,7 @@ static int iu_create(const struct wggwd_host *host, struct wggwd_inst *self,
 	c->install_failed = host->counter(self, "install_failed");
 	c->restore_keepalive = host->counter(self, "restore_keepalive");
 	c->restore_timeout = host->counter(self, "restore_timeout");
+	c->stall_retries = host->counter(self, "stall_retries");
 	c->uapi_errors = host->counter(self, "uapi_errors");
 	c->reconnects = host->counter(self, "reconnects");
 	c->g_peers = host->gauge(self, "peers");
@@ -1628,6 +1693,8 @@ static int iu_process(void *ctx, struct wggwd_item *it)
 	sb_printf(&r->text, "persistent_keepalive_interval=%u\n\n", r->ka_sent);
 	if (r->text.oom)
 		goto oom_req;
+	if (from_knock && c->conf->completion == COMPLETION_INVERSION && c->conf->stall_retry_ms)
+		sb_printf(&r->retry, "%s", r->text.p); /* best effort: no retry if short of memory */
 	enqueue(c, r);
 	return WGGWD_PENDING;
 oom_req:
@@ -1706,6 +1773,7 @@ static void iu_destroy(void *ctx)
 	for (i = 0; i < c->nbuckets; i++) {
 		for (e = c->buckets[i]; e; e = n) {
 			n = e->next;
+			sb_free(&e->retry);
 			free(e);
 		}
 	}
