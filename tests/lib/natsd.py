@@ -46,12 +46,15 @@ def missing():
 class Server:
     """nats-server -a 127.0.0.1 -p PORT -js -sd DIR; stopped by pid."""
 
-    def __init__(self, port=None, jetstream=True, extra=()):
+    def __init__(self, port=None, jetstream=True, extra=(), wait_js=True):
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="natsd-")
         self.log = os.path.join(self.dir, "nats-server.log")
         self.jetstream = jetstream
         self.extra = list(extra)
+        # a clustered node's JetStream answers only once a meta leader is
+        # elected (a quorum of nodes is up): Cluster waits for that itself
+        self.wait_js = wait_js
         self.proc = None
         self.start()
 
@@ -73,7 +76,7 @@ class Server:
                 raise RuntimeError(f"nats-server exited: {self.output()[-500:]}")
             try:
                 c = Client(self.port, timeout=1)
-                if self.jetstream:
+                if self.jetstream and self.wait_js:
                     c.js_api("INFO", {}, timeout=2)  # JetStream is ready
                 c.close()
                 return
@@ -106,6 +109,75 @@ class Server:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+
+class Cluster:
+    """n nats-server nodes on loopback, routed to each other, JetStream
+    clustered (each its own store dir, server_name n1..nN):
+
+        cl = natsd.Cluster(3)
+        cl.urls                      # every node's client URL
+        cl.nodes[0].stop(signal.SIGKILL)
+        cl.cleanup()
+
+    Ready when every node answers $JS.API.INFO (a meta leader exists)."""
+
+    def __init__(self, n=3, name="wggwd-test", timeout=30.0):
+        ports = [(free_port(), free_port()) for _ in range(n)]
+        self.name = name
+        self.nodes = []
+        try:
+            for i, (port, cport) in enumerate(ports):
+                routes = ",".join(f"nats://127.0.0.1:{c}" for j, (_, c) in enumerate(ports)
+                                  if j != i)
+                node = Server(port=port, jetstream=True, wait_js=False, extra=[
+                    "--server_name", f"n{i + 1}", "--cluster_name", name,
+                    "--cluster", f"nats://127.0.0.1:{cport}", "--routes", routes])
+                self.nodes.append(node)
+            self.wait_ready(timeout)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    @property
+    def urls(self):
+        return [n.url for n in self.nodes]
+
+    def alive(self):
+        return [n for n in self.nodes if n.proc and n.proc.poll() is None]
+
+    def wait_ready(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            while True:
+                try:
+                    c = Client(node.port, timeout=1)
+                    try:
+                        c.js_api("INFO", {}, timeout=1)
+                        break
+                    finally:
+                        c.close()
+                except (OSError, RuntimeError, TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"cluster not ready: {node.output()[-500:]}") from None
+                    time.sleep(0.1)
+
+    def node_by_url(self, url):
+        for n in self.nodes:
+            if url.rstrip("/").endswith(f":{n.port}"):
+                return n
+        return None
+
+    def cleanup(self):
+        for n in self.nodes:
+            n.cleanup()
 
     def __enter__(self):
         return self
@@ -296,6 +368,24 @@ class Client:
         if "error" in r:
             raise RuntimeError(f"publish on {subject}: {r['error']}")
         return r
+
+    def js_publish_retry(self, subject, data, deadline, timeout=2.0):
+        """js_publish, retried (a stream leader election: timeouts, "no
+        responders", JetStream errors) until the monotonic deadline; the
+        PubAck and the number of failed attempts. A retry after a timeout
+        may store the message twice (no Nats-Msg-Id here)."""
+        failures = 0
+        while True:
+            try:
+                return self.js_publish(subject, data, timeout), failures
+            except (RuntimeError, TimeoutError, ValueError):
+                failures += 1
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stream_info(self, name):
+        return self.js_api(f"STREAM.INFO.{name}")
 
     def stream_create(self, name, subjects, storage="file", **extra):
         cfg = {"name": name, "subjects": subjects, "storage": storage, "retention": "limits",
