@@ -32,6 +32,7 @@
 #include <sodium.h>
 #include <uv.h>
 
+#include "peerjson.h"
 #include "wgutil.h"
 
 struct conf {
@@ -450,78 +451,35 @@ static int parse_answer(struct ctx *c, struct req *r)
 	struct wggwd_item *it = r->it;
 	struct wggwd_peer *p = &it->peer;
 	char b64[WG_KEY_B64_LEN], ipbuf[64];
-	json_t *root, *v, *ips, *ip;
+	json_t *root;
 	json_error_t jerr;
 	enum err e = E_BAD_BODY;
 	const char *what = "not a JSON object";
-	uint8_t key[WGGWD_KEY_LEN];
-	size_t i, k;
-	int ret = WGGWD_ERROR;
+	int ret = WGGWD_ERROR, out;
 
 	wg_key_to_b64(b64, it->public_key);
 	root = json_loadb((const char *)r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root || !json_is_object(root))
 		goto bad;
-	memset(p, 0, sizeof(*p));
-	what = "public_key: expected a base64 key";
-	v = json_object_get(root, "public_key");
-	if (!json_is_string(v) || wg_key_from_b64(key, json_string_value(v)))
+	what = wg_peer_from_json(root, p);
+	if (what)
 		goto bad;
-	if (memcmp(key, it->public_key, WGGWD_KEY_LEN)) {
+	if (memcmp(p->public_key, it->public_key, WGGWD_KEY_LEN)) {
 		e = E_KEY_MISMATCH;
 		what = "the answer is about another key";
 		goto bad;
 	}
-	memcpy(p->public_key, key, WGGWD_KEY_LEN);
-	what = "allowed_ips: expected a list of at most 64 addresses with prefix lengths";
-	ips = json_object_get(root, "allowed_ips");
-	if (!json_is_array(ips) || json_array_size(ips) > WGGWD_MAX_ALLOWED)
-		goto bad;
-	json_array_foreach(ips, i, ip) {
-		if (!json_is_string(ip) || wg_allowed_ip_parse(&p->allowed[i], json_string_value(ip)))
-			goto bad;
-	}
-	p->n_allowed = json_array_size(ips);
-	what = "preshared_key: expected a base64 key or null";
-	v = json_object_get(root, "preshared_key");
-	if (v && !json_is_null(v)) {
-		if (!json_is_string(v) || wg_key_from_b64(p->preshared_key, json_string_value(v)))
-			goto bad;
-		p->has |= WGGWD_PEER_HAS_PRESHARED_KEY;
-	}
-	what = "persistent_keepalive: expected 0 to 65535";
-	v = json_object_get(root, "persistent_keepalive");
-	if (v && !json_is_null(v)) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 65535)
-			goto bad;
-		p->keepalive = json_integer_value(v);
-	}
-	what = "ttl: expected seconds, 0 to 2592000";
-	v = json_object_get(root, "ttl");
-	if (v && !json_is_null(v)) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		    json_integer_value(v) > 2592000)
-			goto bad;
-		p->ttl_s = json_integer_value(v);
-		p->has |= WGGWD_PEER_HAS_TTL;
-	}
 	/* the policy: nothing outside allowed_prefixes */
-	for (i = 0; i < p->n_allowed; i++) {
-		for (k = 0; k < c->n_prefixes; k++)
-			if (wg_allowed_ip_within(&p->allowed[i], &c->prefixes[k]))
-				break;
-		if (k == c->n_prefixes) {
-			wg_allowed_ip_str(&p->allowed[i], ipbuf, sizeof(ipbuf));
-			c->host->log(c->self, WGGWD_LOG_WARN,
-				     "peer %s: the API answered allowed IP %s, outside allowed_prefixes: refused",
-				     b64, ipbuf);
-			e = E_POLICY;
-			what = NULL;
-			goto bad;
-		}
+	out = wg_peer_outside(p, c->prefixes, c->n_prefixes);
+	if (out >= 0) {
+		wg_allowed_ip_str(&p->allowed[out], ipbuf, sizeof(ipbuf));
+		c->host->log(c->self, WGGWD_LOG_WARN,
+			     "peer %s: the API answered allowed IP %s, outside allowed_prefixes: refused",
+			     b64, ipbuf);
+		e = E_POLICY;
+		what = NULL;
+		goto bad;
 	}
-	p->has |= WGGWD_PEER_HAS_PUBLIC_KEY | WGGWD_PEER_HAS_ALLOWED_IPS | WGGWD_PEER_HAS_KEEPALIVE;
-	p->origin = WGGWD_ORIGIN_PULL;
 	(*c->c[C_OK])++;
 	backoff_clear(c, it->public_key);
 	breaker_result(c, r, false);
@@ -535,9 +493,7 @@ bad:
 	ret = fail(c, r, e);
 out:
 	if (root) {
-		v = json_object_get(root, "preshared_key");
-		if (json_is_string(v)) /* wipe jansson's copy of the secret */
-			sodium_memzero((char *)json_string_value(v), json_string_length(v));
+		wg_peer_json_wipe(root); /* jansson's copy of the secret */
 		json_decref(root);
 	}
 	return ret;

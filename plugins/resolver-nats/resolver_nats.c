@@ -43,6 +43,7 @@
 #include <uv.h>
 
 #include "natsconn.h"
+#include "peerjson.h"
 #include "wgutil.h"
 
 enum { ENC_BASE64URL, ENC_BASE64, ENC_HEX };
@@ -255,71 +256,28 @@ static int parse_answer(struct ctx *c, struct wggwd_item *it, json_t *root)
 	struct wggwd_peer *p = &it->peer;
 	char b64[WG_KEY_B64_LEN], ipbuf[64];
 	const char *what;
-	json_t *v, *ips, *ip;
-	uint8_t key[WGGWD_KEY_LEN];
 	enum err e = E_BAD_BODY;
-	size_t i, k;
+	int out;
 
 	wg_key_to_b64(b64, it->public_key);
-	memset(p, 0, sizeof(*p));
-	what = "public_key: expected a base64 key";
-	v = json_object_get(root, "public_key");
-	if (!json_is_string(v) || wg_key_from_b64(key, json_string_value(v)))
+	what = wg_peer_from_json(root, p);
+	if (what)
 		goto bad;
-	if (memcmp(key, it->public_key, WGGWD_KEY_LEN)) {
+	if (memcmp(p->public_key, it->public_key, WGGWD_KEY_LEN)) {
 		e = E_KEY_MISMATCH;
 		what = "the answer is about another key";
 		goto bad;
 	}
-	memcpy(p->public_key, key, WGGWD_KEY_LEN);
-	what = "allowed_ips: expected a list of at most 64 addresses with prefix lengths";
-	ips = json_object_get(root, "allowed_ips");
-	if (!json_is_array(ips) || json_array_size(ips) > WGGWD_MAX_ALLOWED)
+	out = wg_peer_outside(p, c->prefixes, c->n_prefixes);
+	if (out >= 0) {
+		wg_allowed_ip_str(&p->allowed[out], ipbuf, sizeof(ipbuf));
+		c->host->log(c->self, WGGWD_LOG_WARN,
+			     "peer %s: the control plane answered allowed IP %s, outside allowed_prefixes: refused",
+			     b64, ipbuf);
+		e = E_POLICY;
+		what = NULL;
 		goto bad;
-	json_array_foreach(ips, i, ip) {
-		if (!json_is_string(ip) || wg_allowed_ip_parse(&p->allowed[i], json_string_value(ip)))
-			goto bad;
 	}
-	p->n_allowed = json_array_size(ips);
-	what = "preshared_key: expected a base64 key or null";
-	v = json_object_get(root, "preshared_key");
-	if (v && !json_is_null(v)) {
-		if (!json_is_string(v) || wg_key_from_b64(p->preshared_key, json_string_value(v)))
-			goto bad;
-		p->has |= WGGWD_PEER_HAS_PRESHARED_KEY;
-	}
-	what = "persistent_keepalive: expected 0 to 65535";
-	v = json_object_get(root, "persistent_keepalive");
-	if (v && !json_is_null(v)) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 65535)
-			goto bad;
-		p->keepalive = json_integer_value(v);
-	}
-	what = "ttl: expected seconds, 0 to 2592000";
-	v = json_object_get(root, "ttl");
-	if (v && !json_is_null(v)) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		    json_integer_value(v) > 2592000)
-			goto bad;
-		p->ttl_s = json_integer_value(v);
-		p->has |= WGGWD_PEER_HAS_TTL;
-	}
-	for (i = 0; i < p->n_allowed; i++) {
-		for (k = 0; k < c->n_prefixes; k++)
-			if (wg_allowed_ip_within(&p->allowed[i], &c->prefixes[k]))
-				break;
-		if (k == c->n_prefixes) {
-			wg_allowed_ip_str(&p->allowed[i], ipbuf, sizeof(ipbuf));
-			c->host->log(c->self, WGGWD_LOG_WARN,
-				     "peer %s: the control plane answered allowed IP %s, outside allowed_prefixes: refused",
-				     b64, ipbuf);
-			e = E_POLICY;
-			what = NULL;
-			goto bad;
-		}
-	}
-	p->has |= WGGWD_PEER_HAS_PUBLIC_KEY | WGGWD_PEER_HAS_ALLOWED_IPS | WGGWD_PEER_HAS_KEEPALIVE;
-	p->origin = WGGWD_ORIGIN_PULL;
 	(*c->c[C_OK])++;
 	return WGGWD_CONTINUE;
 bad:
