@@ -1,0 +1,380 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Copyright (C) 2026 wggwd authors
+"""WireGuard over WebSockets end to end: wggwd-wsbridge -> source-wsock ->
+decoder-noise -> resolver-static -> installer-uapi on wireguard-go, with
+the clients' UDP to the gateway blocked by nftables; plus malformed input,
+a wrong token and a slow reader.
+
+`wsock.py --probe KIND HOST PORT [TOKEN]` is the raw WebSocket client the
+test runs inside the gateway's namespace; it prints one JSON line."""
+import base64
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+
+# ------------------------------------------------------------------ probe
+def ws_frame(opcode, payload, mask=True, fin=True):
+    hdr = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        hdr += bytes([mbit | n])
+    elif n < 65536:
+        hdr += bytes([mbit | 126]) + struct.pack(">H", n)
+    else:
+        hdr += bytes([mbit | 127]) + struct.pack(">Q", n)
+    if not mask:
+        return hdr + payload
+    key = os.urandom(4)
+    return hdr + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def read_http(s):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            break
+        buf += d
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    line = head.split(b"\r\n")[0].decode(errors="replace")
+    code = int(line.split()[1]) if line.startswith("HTTP/1.1 ") else 0
+    return code, head.decode(errors="replace"), rest
+
+
+def read_close(s, rest, timeout=3):
+    """The close code of the first close frame the server sends (0: none)."""
+    s.settimeout(timeout)
+    buf = rest
+    try:
+        while True:
+            while len(buf) >= 2:
+                op, n = buf[0] & 0x0f, buf[1] & 0x7f
+                off = 2
+                if n == 126:
+                    if len(buf) < 4:
+                        break
+                    n, off = struct.unpack(">H", buf[2:4])[0], 4
+                elif n == 127:
+                    if len(buf) < 10:
+                        break
+                    n, off = struct.unpack(">Q", buf[2:10])[0], 10
+                if len(buf) < off + n:
+                    break
+                payload, buf = buf[off:off + n], buf[off + n:]
+                if op == 8:
+                    return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+            d = s.recv(65536)
+            if not d:
+                return 0
+            buf += d
+    except (socket.timeout, ConnectionError):
+        return 0
+
+
+def upgrade_req(path="/wg", token=None, version="13", extra=""):
+    key = base64.b64encode(os.urandom(16)).decode()
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (f"GET {path} HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n{auth}{extra}\r\n").encode()
+
+
+def probe(kind, host, port, token=None):
+    s = socket.create_connection((host, int(port)), timeout=5)
+    out = {"kind": kind}
+    if kind == "garbage":
+        s.sendall(b"\x16\x03\x01 hello, this is not HTTP\r\n\r\n")
+    elif kind == "no_upgrade":
+        s.sendall(b"GET /wg HTTP/1.1\r\nHost: gw\r\n\r\n")
+    elif kind == "bad_path":
+        s.sendall(upgrade_req("/other", token))
+    elif kind == "no_token":
+        s.sendall(upgrade_req("/wg"))
+    elif kind == "wrong_token":
+        s.sendall(upgrade_req("/wg", "not-the-token"))
+    elif kind == "bad_version":
+        s.sendall(upgrade_req("/wg", token, version="8"))
+    elif kind == "huge_header":
+        s.sendall(upgrade_req("/wg", token, extra="X-Pad: " + "a" * 9000 + "\r\n"))
+    else:
+        s.sendall(upgrade_req("/wg", token))
+    code, head, rest = read_http(s)
+    out["http"] = code
+    if code == 101 and kind != "slow":
+        frames = {"text": ws_frame(1, b"hello"),
+                  "oversize": ws_frame(2, b"\x04" + b"x" * 8999),
+                  "unmasked": ws_frame(2, b"\x04" + b"x" * 31, mask=False),
+                  "ok": ws_frame(8, struct.pack(">H", 1000))}
+        s.sendall(frames.get(kind, frames["ok"]))
+        out["close"] = read_close(s, rest)
+    elif kind == "slow":
+        # one datagram that is not an initiation: the fake WireGuard floods
+        # the relay socket it came from; then read nothing for a while
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(ws_frame(2, b"\x04\x00\x00\x00" + b"y" * 28))
+        time.sleep(float(token or 4))
+    print(json.dumps(out), flush=True)
+
+
+def flooder(port, count):
+    """A fake WireGuard: floods whoever sends it a datagram."""
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", int(port)))
+    print("ready", flush=True)
+    _, peer = u.recvfrom(2048)
+    data = b"\x04" + b"z" * 1399
+    sent = 0
+    for _ in range(int(count)):
+        try:
+            u.sendto(data, peer)
+            sent += 1
+        except OSError:
+            time.sleep(0.001)
+    print(json.dumps({"sent": sent}), flush=True)
+    time.sleep(30)
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--probe":
+    probe(*sys.argv[2:])
+    sys.exit(0)
+if len(sys.argv) > 1 and sys.argv[1] == "--flood":
+    flooder(*sys.argv[2:])
+    sys.exit(0)
+
+# ------------------------------------------------------------------- test
+import wgnet  # noqa: E402
+from tap import BUILD, TEST_PLUGINS, Daemon, done, ok, read_stats, secret_file, skip, wait_until  # noqa: E402
+
+why = wgnet.missing()
+BRIDGE = os.path.join(BUILD, "tools", "wsbridge", "wggwd-wsbridge")
+if not why and not os.path.exists(BRIDGE):
+    why = f"{BRIDGE} is not built"
+if not why and not os.path.exists(os.path.join(BUILD, "plugins", "source-wsock", "source-wsock.so")):
+    why = "source-wsock is not built"
+if why:
+    skip("WireGuard over WebSockets", why)
+    done()
+
+tmp = tempfile.mkdtemp(prefix="wggwd-wsock-")
+SELF = os.path.abspath(__file__)
+WS_PORT = 8080
+BRIDGE_PORT = 51821
+TOKEN = "s3cret-token-" + base64.b16encode(os.urandom(8)).decode()
+
+
+def config(topo, name, ws_opts="", pipeline=("noise", "static", "wg")):
+    peers = os.path.join(tmp, f"{name}.peers.json")
+    with open(peers, "w") as f:
+        json.dump([{"public_key": c.pub, "allowed_ips": [f"{c.tunnel_ip}/32"]} for c in topo.clients], f)
+    path = os.path.join(tmp, f"{name}.yaml")
+    stats = os.path.join(tmp, f"{name}.stats.json")
+    with open(path, "w") as f:
+        f.write(f"""
+plugin_path: [{TEST_PLUGINS}]
+stats_file: {stats}
+stats_interval: 50ms
+stages:
+  ws:
+    plugin: source-wsock
+    options:
+      listen: {topo.gw_addr}:{WS_PORT}
+      path: /wg
+{ws_opts}
+  noise:
+    plugin: decoder-noise
+  static:
+    plugin: resolver-static
+    options:
+      peers_file: {peers}
+  wg:
+    plugin: installer-uapi
+    options:
+      interface: {topo.gw_if}
+pipelines:
+  pull: [ws, {", ".join(pipeline)}]
+""")
+    return path, stats
+
+
+def first_ping_ms(ns, addr, timeout=3):
+    p = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", str(timeout), addr],
+                       capture_output=True, text=True)
+    if p.returncode:
+        return None
+    for w in p.stdout.split():
+        if w.startswith("time="):
+            return float(w[5:])
+    return None
+
+
+def run_probe(ns, kind, host, port, arg=None, timeout=20):
+    cmd = ["ip", "netns", "exec", ns, sys.executable, SELF, "--probe", kind, host, str(port)]
+    if arg:
+        cmd.append(arg)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    try:
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": p.stderr[-400:]}
+
+
+def block_udp(net, c, topo):
+    """The client can reach the gateway by TCP only."""
+    net.run(c.ns, "nft", "-f", "-", input=f"""
+table inet wsblock {{
+  chain out {{
+    type filter hook output priority 0; policy accept;
+    ip daddr {topo.gw_addr} udp dport {topo.gw_port} counter drop
+  }}
+}}
+""")
+
+
+def bridge(net, c, topo, token_file=None):
+    log = open(os.path.join(tmp, f"bridge-{c.iface}.log"), "w")
+    cmd = ["ip", "netns", "exec", c.ns, BRIDGE, "-l", f"127.0.0.1:{BRIDGE_PORT}",
+           "-u", f"ws://{topo.gw_addr}:{WS_PORT}/wg"]
+    if token_file:
+        cmd += ["-t", token_file]
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    net.track(p, f"wsbridge {c.iface}")
+    net.wg_set(c.ns, c.iface, "peer", topo.gw_pub, "endpoint", f"127.0.0.1:{BRIDGE_PORT}")
+    return p, log.name
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+with wgnet.Net("wso") as net:
+    topo = net.gateway_with_clients(4, underlay="10.203.0", tunnel="10.204.0")
+    token_file = secret_file(tmp, "token", TOKEN)
+    cfg, stats = config(topo, "a", f"""      wireguard: 127.0.0.1:{topo.gw_port}
+      token_file: {token_file}
+      max_message: 4k
+      idle: 20s""")
+    d = Daemon(cfg, netns=topo.gw_ns)
+    ok(wait_until(lambda: "running" in d.output() or not d.alive(), 10) and d.alive(),
+       "daemon with source-wsock runs", d.output())
+    bridges = []
+    for c in topo.clients:
+        block_udp(net, c, topo)
+        bridges.append(bridge(net, c, topo, token_file))
+    first = topo.clients[0]
+    p = subprocess.run(["ip", "netns", "exec", first.ns, "nft", "list", "table", "inet", "wsblock"],
+                       capture_output=True, text=True)
+    ok("drop" in p.stdout, "client's UDP to the gateway's WireGuard port is blocked (nftables)", p.stderr)
+
+    # ------------------------------------------------------------ one client
+    ok(wait_until(lambda: read_stats(stats).get("ws.upgraded", 0) >= 4, 10),
+       "four bridges connected with the token (ws.upgraded)", read_stats(stats))
+    ms = first_ping_ms(first.ns, topo.gw_tunnel_ip, 5)
+    ok(ms is not None, f"client through the WebSocket: tunnel up, ping answered ({ms} ms)",
+       d.output() + open(bridges[0][1]).read())
+    peer = net.peer(topo.gw_ns, topo.gw_if, first.pub)
+    ok(peer and peer["endpoint"] and peer["endpoint"].startswith("127.0.0.1:")
+       and peer["allowed_ips"] == [f"{first.tunnel_ip}/32"],
+       "installed with the relay socket as endpoint and its allowed IPs", peer)
+    ok(wait_until(lambda: read_stats(stats).get("ws.initiations", 0) >= 1
+                  and read_stats(stats).get("ws.resent", 0) >= 1, 3),
+       "the initiation went through the pipeline and was re-sent by the relay", read_stats(stats))
+    ok(net.ping(first.ns, topo.gw_tunnel_ip, count=5, timeout=1), "five more pings over the tunnel")
+
+    # ------------------------------------------------------------ several at once
+    pings = [subprocess.Popen(["ip", "netns", "exec", c.ns, "ping", "-n", "-c", "1", "-W", "5",
+                               topo.gw_tunnel_ip], stdout=subprocess.DEVNULL)
+             for c in topo.clients[1:]]
+    codes = [p.wait(20) for p in pings]
+    ok(codes.count(0) == 3, f"three more clients at once: {codes.count(0)}/3 tunnels up", d.output())
+    wait_until(lambda: read_stats(stats).get("wg.installed", 0) >= 4, 3)
+    ok(read_stats(stats).get("wg.installed") == 4, "one install per client", read_stats(stats))
+
+    # ------------------------------------------------------------ malformed input
+    gw = topo.gw_addr
+    expect = [("garbage", {"http": 400}, "ws.http_400"),
+              ("no_upgrade", {"http": 400}, "ws.http_400"),
+              ("huge_header", {"http": 400}, "ws.http_400"),
+              ("bad_path", {"http": 404}, "ws.http_404"),
+              ("no_token", {"http": 401}, "ws.http_401"),
+              ("wrong_token", {"http": 401}, "ws.http_401"),
+              ("bad_version", {"http": 426}, "ws.http_426"),
+              ("text", {"http": 101, "close": 1003}, "ws.closed_text"),
+              ("oversize", {"http": 101, "close": 1009}, "ws.closed_oversize"),
+              ("unmasked", {"http": 101, "close": 1002}, "ws.closed_protocol")]
+    for kind, want, counter in expect:
+        before = read_stats(stats).get(counter, 0)
+        got = run_probe(topo.gw_ns, kind, gw, WS_PORT, TOKEN)
+        good = all(got.get(k) == v for k, v in want.items())
+        ok(good and wait_until(lambda: read_stats(stats).get(counter, 0) == before + 1, 3),
+           f"{kind}: {want} and counted as {counter}", (got, read_stats(stats).get(counter)))
+    ok(d.alive() and net.ping(first.ns, topo.gw_tunnel_ip, count=2, timeout=2),
+       "after the malformed input the established tunnels still work", d.output())
+
+    # ------------------------------------------------------------ reconnect
+    # restart the daemon: every WebSocket drops; the bridges reconnect with
+    # backoff and the tunnel carries on (wireguard-go roams to the new relay
+    # socket); then a fresh handshake goes through the JIT path again.
+    rc = d.stop()
+    ok(rc == 0, f"SIGTERM: exit {rc}", d.output())
+    d.close()
+    d = Daemon(cfg, netns=topo.gw_ns)
+    wait_until(lambda: "running" in d.output(), 10)
+    ok(wait_until(lambda: read_stats(stats).get("ws.upgraded", 0) >= 4, 15),
+       "bridges reconnected after their WebSocket dropped", read_stats(stats))
+    ok(wait_until(lambda: net.ping(first.ns, topo.gw_tunnel_ip, timeout=1), 10, 0.2),
+       "the tunnel works through the new WebSocket", d.output())
+    second = topo.clients[1]
+    net.wg_set(topo.gw_ns, topo.gw_if, "peer", second.pub, "remove")
+    net.wg_set(second.ns, second.iface, "peer", topo.gw_pub, "remove")
+    net.wg_set(second.ns, second.iface, "peer", topo.gw_pub, "endpoint", f"127.0.0.1:{BRIDGE_PORT}",
+               "allowed-ips", topo.tunnel_net)
+    ms = first_ping_ms(second.ns, topo.gw_tunnel_ip, 5)
+    ok(ms is not None and second.pub in net.wg_show_dump(topo.gw_ns, topo.gw_if)["peers"],
+       f"peer removed, fresh handshake over the new WebSocket: installed again ({ms} ms)", d.output())
+    ok(d.stop() == 0, "exit 0")
+    d.close()
+
+    # ------------------------------------------------------------ slow reader
+    flood_port = 52999
+    fl = subprocess.Popen(["ip", "netns", "exec", topo.gw_ns, sys.executable, SELF, "--flood",
+                           str(flood_port), "30000"], stdout=subprocess.PIPE, text=True)
+    net.track(fl, "flooder")
+    fl.stdout.readline()
+    cfg2, stats2 = config(topo, "slow", f"""      wireguard: 127.0.0.1:{flood_port}
+      queue: 64k""")
+    d = Daemon(cfg2, netns=topo.gw_ns)
+    wait_until(lambda: "running" in d.output(), 10)
+    base = rss_kb(d.proc.pid)
+    pr = subprocess.Popen(["ip", "netns", "exec", topo.gw_ns, sys.executable, SELF, "--probe", "slow",
+                           topo.gw_addr, str(WS_PORT), "4"], stdout=subprocess.PIPE, text=True)
+    res = json.loads(fl.stdout.readline())
+    peak = base
+    t0 = time.monotonic()
+    while pr.poll() is None and time.monotonic() - t0 < 10:
+        peak = max(peak, rss_kb(d.proc.pid))
+        time.sleep(0.05)
+    pr.wait(10)
+    s = read_stats(stats2)
+    ok(wait_until(lambda: read_stats(stats2).get("ws.drop_slow", 0) > 0, 3),
+       f"slow reader: {res['sent']} datagrams of 1400 bytes toward it, "
+       f"{read_stats(stats2).get('ws.drop_slow')} dropped and counted (ws.drop_slow)", s)
+    ok(peak - base < 8 * 1024,
+       f"slow reader: the relay's memory stays bounded (RSS {base} -> {peak} kB)", d.output())
+    ok(d.alive(), "daemon alive after the slow reader")
+    ok(d.stop() == 0, "exit 0")
+    d.close()
+
+done()
