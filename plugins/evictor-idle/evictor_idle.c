@@ -50,6 +50,7 @@ struct entry {
 	uint64_t installed_ms;  /* monotonic */
 	uint64_t seen_ms;       /* last item through here, monotonic */
 	uint64_t rx_bytes;      /* as of the last sweep */
+	bool rx_seen;           /* rx_bytes holds a sweep's reading */
 	int64_t rx_at_ms;       /* realtime of the sweep that saw rx grow */
 	uint32_t sweep;         /* last sweep that saw it on the interface */
 };
@@ -261,7 +262,12 @@ static void on_dump(void *arg, int status, const struct wggwd_peer_state *peers,
 		if (!e)
 			goto oom;
 		e->sweep = c->sweep;
-		if (p->rx_bytes != e->rx_bytes) {
+		/* growth between two sweeps is activity; the first look is not
+		 * (it would make every new peer as recent as the sweep) */
+		if (!e->rx_seen) {
+			e->rx_bytes = p->rx_bytes;
+			e->rx_seen = true;
+		} else if (p->rx_bytes != e->rx_bytes) {
 			e->rx_bytes = p->rx_bytes;
 			e->rx_at_ms = now_real_ms;
 		}

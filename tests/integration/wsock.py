@@ -377,4 +377,50 @@ with wgnet.Net("wso") as net:
     ok(d.stop() == 0, "exit 0")
     d.close()
 
+    # ------------------------------------------------------------ hybrid, 20 at once
+    # source-bpf and source-wsock feed two pipelines that share the decoder,
+    # the resolver and the installer: 20 clients over WebSockets and 2 over
+    # plain UDP, all knocking at once
+    hy = net.gateway_with_clients(22, underlay="10.205.0", tunnel="10.206.0")
+    peers = os.path.join(tmp, "hybrid.peers.json")
+    with open(peers, "w") as f:
+        json.dump([{"public_key": c.pub, "allowed_ips": [f"{c.tunnel_ip}/32"]} for c in hy.clients], f)
+    cfg, stats3 = os.path.join(tmp, "hybrid.yaml"), os.path.join(tmp, "hybrid.stats.json")
+    with open(cfg, "w") as f:
+        f.write(f"""
+stats_file: {stats3}
+stats_interval: 50ms
+stages:
+  sniff: {{plugin: source-bpf, options: {{interface: {hy.gw_uplink}}}}}
+  ws: {{plugin: source-wsock, options: {{listen: "{hy.gw_addr}:{WS_PORT}", path: /wg}}}}
+  noise: {{plugin: decoder-noise}}
+  static: {{plugin: resolver-static, options: {{peers_file: {peers}}}}}
+  wg: {{plugin: installer-uapi, options: {{interface: {hy.gw_if}}}}}
+pipelines:
+  udp: [sniff, noise, static, wg]
+  websocket: [ws, noise, static, wg]
+""")
+    d = Daemon(cfg, netns=hy.gw_ns)
+    ok(wait_until(lambda: "running" in d.output() or not d.alive(), 10) and d.alive(),
+       "hybrid: source-bpf and source-wsock in one daemon, sharing decoder, resolver, installer",
+       d.output())
+    over_ws, over_udp = hy.clients[:20], hy.clients[20:]
+    for c in over_ws:
+        block_udp(net, c, hy)
+        bridge(net, c, hy)
+    wait_until(lambda: read_stats(stats3).get("ws.upgraded", 0) >= 20, 15)
+    pings = [subprocess.Popen(["ip", "netns", "exec", c.ns, "ping", "-n", "-c", "1", "-W", "8",
+                               hy.gw_tunnel_ip], stdout=subprocess.DEVNULL) for c in hy.clients]
+    codes = [p.wait(30) for p in pings]
+    ok(codes[:20].count(0) == 20, f"20 WebSocket clients at once: {codes[:20].count(0)}/20 tunnels up",
+       d.output())
+    ok(codes[20:].count(0) == 2, f"and the 2 UDP clients beside them: {codes[20:].count(0)}/2", d.output())
+    wait_until(lambda: read_stats(stats3).get("wg.installed", 0) >= 22, 3)
+    s = read_stats(stats3)
+    ok(s.get("wg.installed") == 22 and s.get("pipeline.websocket.ok", 0) >= 20
+       and s.get("pipeline.udp.ok", 0) >= 2,
+       "one install per client, each through its own pipeline", s)
+    ok(d.stop() == 0, "exit 0")
+    d.close()
+
 done()
