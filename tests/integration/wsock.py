@@ -10,6 +10,7 @@ a wrong token and a slow reader.
 test runs inside the gateway's namespace; it prints one JSON line."""
 import base64
 import json
+import shutil
 import os
 import socket
 import struct
@@ -422,5 +423,62 @@ pipelines:
        "one install per client, each through its own pipeline", s)
     ok(d.stop() == 0, "exit 0")
     d.close()
+
+    # ------------------------------------------------------------ behind a TLS proxy
+    # source-wsock has no TLS: in production a TLS-terminating proxy sits in
+    # front of it. Here stunnel terminates TLS on the gateway and a second
+    # stunnel (client mode, verifying the certificate) carries the bridge's
+    # WebSocket to it: the only way in is TLS.
+    stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
+    if not stunnel or not shutil.which("openssl"):
+        skip("WebSocket behind a TLS-terminating proxy", "needs stunnel4 and openssl")
+    else:
+        tl = net.gateway_with_clients(1, underlay="10.207.0", tunnel="10.208.0")
+        c = tl.clients[0]
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=wggwd-test", "-addext", "subjectAltName=DNS:wggwd-test",
+                        "-keyout", os.path.join(tmp, "tls.key"), "-out", os.path.join(tmp, "tls.crt")],
+                       check=True, capture_output=True)
+        os.chmod(os.path.join(tmp, "tls.key"), 0o600)
+        with open(os.path.join(tmp, "st-server.conf"), "w") as f:
+            f.write(f"foreground = yes\npid =\n[ws]\naccept = {tl.gw_addr}:8443\n"
+                    f"connect = 127.0.0.1:{WS_PORT}\ncert = {tmp}/tls.crt\nkey = {tmp}/tls.key\n")
+        with open(os.path.join(tmp, "st-client.conf"), "w") as f:
+            f.write(f"foreground = yes\npid =\n[ws]\nclient = yes\naccept = 127.0.0.1:8081\n"
+                    f"connect = {tl.gw_addr}:8443\nCAfile = {tmp}/tls.crt\nverifyChain = yes\n"
+                    f"checkHost = wggwd-test\n")
+        for ns, conf in ((tl.gw_ns, "st-server.conf"), (c.ns, "st-client.conf")):
+            net.track(subprocess.Popen(["ip", "netns", "exec", ns, stunnel, os.path.join(tmp, conf)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), "stunnel")
+        peers = os.path.join(tmp, "tls.peers.json")
+        with open(peers, "w") as f:
+            json.dump([{"public_key": c.pub, "allowed_ips": [f"{c.tunnel_ip}/32"]}], f)
+        cfg, stats4 = os.path.join(tmp, "tls.yaml"), os.path.join(tmp, "tls.stats.json")
+        with open(cfg, "w") as f:
+            f.write(f"""
+stats_file: {stats4}
+stats_interval: 50ms
+stages:
+  ws: {{plugin: source-wsock, options: {{listen: "127.0.0.1:{WS_PORT}", path: /wg, max_conns_per_ip: 64}}}}
+  noise: {{plugin: decoder-noise}}
+  static: {{plugin: resolver-static, options: {{peers_file: {peers}}}}}
+  wg: {{plugin: installer-uapi, options: {{interface: {tl.gw_if}}}}}
+pipelines:
+  websocket: [ws, noise, static, wg]
+""")
+        d = Daemon(cfg, netns=tl.gw_ns)
+        wait_until(lambda: "running" in d.output() or not d.alive(), 10)
+        block_udp(net, c, tl)
+        log = open(os.path.join(tmp, "bridge-tls.log"), "w")
+        net.track(subprocess.Popen(["ip", "netns", "exec", c.ns, BRIDGE, "-l", f"127.0.0.1:{BRIDGE_PORT}",
+                                    "-u", "ws://127.0.0.1:8081/wg"], stdout=log, stderr=subprocess.STDOUT),
+                  "wsbridge tls")
+        net.wg_set(c.ns, c.iface, "peer", tl.gw_pub, "endpoint", f"127.0.0.1:{BRIDGE_PORT}")
+        wait_until(lambda: read_stats(stats4).get("ws.upgraded", 0) >= 1, 10)
+        ms = first_ping_ms(c.ns, tl.gw_tunnel_ip, 5)
+        ok(ms is not None, f"behind a TLS-terminating proxy (stunnel, certificate verified): tunnel up ({ms} ms)",
+           d.output() + open(log.name).read())
+        ok(d.stop() == 0, "exit 0")
+        d.close()
 
 done()
