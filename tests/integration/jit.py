@@ -65,12 +65,6 @@ def gw_peers(net, topo):
     return net.wg_show_dump(topo.gw_ns, topo.gw_if)["peers"]
 
 
-def first_ping_ms(net, ns, addr, timeout=3):
-    """ms until the first echo reply (the tunnel's set-up included), or None."""
-    p = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", str(timeout), addr],
-                       capture_output=True, text=True)
-    if p.returncode:
-        return None
     for w in p.stdout.split():
         if w.startswith("time="):
             return float(w[5:])
@@ -91,7 +85,7 @@ with wgnet.Net("jit") as net:
     ok(wait_until(lambda: "running" in d.output() or not d.alive(), 10) and d.alive(),
        "daemon runs on the gateway", d.output())
 
-    ms = first_ping_ms(net, known.ns, topo.gw_tunnel_ip)
+    ms = wgnet.first_ping_ms(known.ns, topo.gw_tunnel_ip)
     ok(ms is not None and ms < 1000,
        f"known key: tunnel up at the first ping ({ms} ms), no 5 s client retry",
        d.output())
@@ -104,18 +98,18 @@ with wgnet.Net("jit") as net:
        "completed by re-sending the held initiation (the default, completion=reinject)",
        read_stats(stats))
 
-    ok(first_ping_ms(net, unknown.ns, topo.gw_tunnel_ip, 2) is None, "unknown key: no tunnel")
+    ok(wgnet.first_ping_ms(unknown.ns, topo.gw_tunnel_ip, 2) is None, "unknown key: no tunnel")
     ok(wait_until(lambda: read_stats(stats).get("pipeline.pull.drop.unknown_key", 0) >= 1, 3)
        and unknown.pub not in gw_peers(net, topo),
        "unknown key: not installed, counted as pipeline.pull.drop.unknown_key", read_stats(stats))
 
-    ok(first_ping_ms(net, wrongkey.ns, topo.gw_tunnel_ip, 2) is None, "client with a wrong gateway key: no tunnel")
+    ok(wgnet.first_ping_ms(wrongkey.ns, topo.gw_tunnel_ip, 2) is None, "client with a wrong gateway key: no tunnel")
     ok(wait_until(lambda: read_stats(stats).get("noise.drop_mac1", 0) >= 1, 3)
        and wrongkey.pub not in gw_peers(net, topo),
        "wrong gateway key: dropped at mac1 and counted (noise.drop_mac1)", read_stats(stats))
 
     # ---------------------------------------------------------------- eviction
-    ok(first_ping_ms(net, back.ns, topo.gw_tunnel_ip) is not None, "second known client up")
+    ok(wgnet.first_ping_ms(back.ns, topo.gw_tunnel_ip) is not None, "second known client up")
     ok(wait_until(lambda: back.pub not in gw_peers(net, topo), 15, 0.1),
        "idle client evicted (no handshake, no traffic for `idle`)", d.output())
     s = read_stats(stats)
@@ -124,7 +118,7 @@ with wgnet.Net("jit") as net:
     net.wg_set(back.ns, back.iface, "peer", topo.gw_pub, "remove")
     net.wg_set(back.ns, back.iface, "peer", topo.gw_pub, "endpoint", f"{topo.gw_addr}:{topo.gw_port}",
                "allowed-ips", topo.tunnel_net)
-    ms = first_ping_ms(net, back.ns, topo.gw_tunnel_ip)
+    ms = wgnet.first_ping_ms(back.ns, topo.gw_tunnel_ip)
     ok(ms is not None and back.pub in gw_peers(net, topo),
        f"re-connect after eviction: installed again, tunnel up ({ms} ms)", d.output())
     ok(wrongkey.pub not in gw_peers(net, topo) and unknown.pub not in gw_peers(net, topo),
@@ -153,7 +147,7 @@ with wgnet.Net("jit") as net:
     cfg2, stats2 = config(other, other.clients, "other")
     d2 = Daemon(cfg2, netns=other.gw_ns)
     wait_until(lambda: "running" in d2.output(), 10)
-    ok(first_ping_ms(net, other.clients[0].ns, other.gw_tunnel_ip) is not None,
+    ok(wgnet.first_ping_ms(other.clients[0].ns, other.gw_tunnel_ip) is not None,
        "a second daemon on another interface brings up its own client", d2.output())
     wait_until(lambda: read_stats(stats2).get("wg.installed") == 1, 3)
     s1, s2 = read_stats(stats), read_stats(stats2)
@@ -170,10 +164,10 @@ with wgnet.Net("jit") as net:
     d = Daemon(cfg, netns=bud.gw_ns)
     wait_until(lambda: "running" in d.output(), 10)
     first, second, third = bud.clients
-    ok(first_ping_ms(net, first.ns, bud.gw_tunnel_ip) is not None, "budget: first client up")
+    ok(wgnet.first_ping_ms(first.ns, bud.gw_tunnel_ip) is not None, "budget: first client up")
     ok(wait_until(lambda: first.pub in gw_peers(net, bud), 3), "budget: first client installed")
     for c in (second, third):
-        first_ping_ms(net, c.ns, bud.gw_tunnel_ip)
+        wgnet.first_ping_ms(c.ns, bud.gw_tunnel_ip)
     ok(wait_until(lambda: first.pub not in gw_peers(net, bud), 5)
        and second.pub in gw_peers(net, bud) and third.pub in gw_peers(net, bud),
        "max_peers 2: a third client evicts the least recently active one", gw_peers(net, bud))
@@ -187,7 +181,7 @@ with wgnet.Net("jit") as net:
     cfg, stats = config(rt, rt.clients, "inversion", completion="inversion")
     d = Daemon(cfg, netns=rt.gw_ns)
     wait_until(lambda: "running" in d.output(), 10)
-    times = [first_ping_ms(net, c.ns, rt.gw_tunnel_ip, 8) for c in rt.clients]
+    times = [wgnet.first_ping_ms(c.ns, rt.gw_tunnel_ip, 8) for c in rt.clients]
     ok(all(t is not None and t < 2000 for t in times),
        f"completion=inversion: 12 fresh clients one after another, each up in under 2 s"
        f" (slowest {max(t or 9e9 for t in times):.1f} ms): a collision with the client's own"

@@ -206,11 +206,6 @@ pipelines:
     return path, stats
 
 
-def first_ping_ms(ns, addr, timeout=3):
-    p = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", str(timeout), addr],
-                       capture_output=True, text=True)
-    if p.returncode:
-        return None
     for w in p.stdout.split():
         if w.startswith("time="):
             return float(w[5:])
@@ -282,7 +277,7 @@ with wgnet.Net("wso") as net:
     # ------------------------------------------------------------ one client
     ok(wait_until(lambda: read_stats(stats).get("ws.upgraded", 0) >= 4, 10),
        "four bridges connected with the token (ws.upgraded)", read_stats(stats))
-    ms = first_ping_ms(first.ns, topo.gw_tunnel_ip, 5)
+    ms = wgnet.first_ping_ms(first.ns, topo.gw_tunnel_ip, 5)
     ok(ms is not None, f"client through the WebSocket: tunnel up, ping answered ({ms} ms)",
        d.output() + open(bridges[0][1]).read())
     peer = net.peer(topo.gw_ns, topo.gw_if, first.pub)
@@ -342,7 +337,7 @@ with wgnet.Net("wso") as net:
     net.wg_set(second.ns, second.iface, "peer", topo.gw_pub, "remove")
     net.wg_set(second.ns, second.iface, "peer", topo.gw_pub, "endpoint", f"127.0.0.1:{BRIDGE_PORT}",
                "allowed-ips", topo.tunnel_net)
-    ms = first_ping_ms(second.ns, topo.gw_tunnel_ip, 5)
+    ms = wgnet.first_ping_ms(second.ns, topo.gw_tunnel_ip, 5)
     ok(ms is not None and second.pub in net.wg_show_dump(topo.gw_ns, topo.gw_if)["peers"],
        f"peer removed, fresh handshake over the new WebSocket: installed again ({ms} ms)", d.output())
     ok(d.stop() == 0, "exit 0")
@@ -475,7 +470,7 @@ pipelines:
                   "wsbridge tls")
         net.wg_set(c.ns, c.iface, "peer", tl.gw_pub, "endpoint", f"127.0.0.1:{BRIDGE_PORT}")
         wait_until(lambda: read_stats(stats4).get("ws.upgraded", 0) >= 1, 10)
-        ms = first_ping_ms(c.ns, tl.gw_tunnel_ip, 5)
+        ms = wgnet.first_ping_ms(c.ns, tl.gw_tunnel_ip, 5)
         ok(ms is not None, f"behind a TLS-terminating proxy (stunnel, certificate verified): tunnel up ({ms} ms)",
            d.output() + open(log.name).read())
         ok(d.stop() == 0, "exit 0")

@@ -60,6 +60,19 @@ def sh(*cmd, input=None, check=True):
     return p.stdout
 
 
+def first_ping_ms(ns, addr, timeout=3):
+    """ms until the first echo reply from ns to addr (a tunnel's set-up
+    included: the first echo waits for the handshake), or None."""
+    p = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", str(timeout), addr],
+                       capture_output=True, text=True)
+    if p.returncode:
+        return None
+    for w in p.stdout.split():
+        if w.startswith("time="):
+            return float(w[5:])
+    return None
+
+
 def genkey():
     """A fresh (private, public) WireGuard key pair, base64."""
     priv = sh("wg", "genkey").strip()
