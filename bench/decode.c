@@ -13,7 +13,9 @@
 
 #include <blake2.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,11 +24,13 @@
 
 #define ROUNDS		5
 #define N_JUNK		256
+#define MAX_THREADS	64
 
 struct bench {
 	struct noise_responder r;
 	struct noise_ss_cache *none;	/* capacity 0: every decode does 2 X25519 */
 	struct noise_ss_cache *warm;
+	struct noise_ss_cache *shared;	/* as decoder-noise's: locked, never filled */
 	uint8_t pkt[NOISE_INIT_LEN];
 	uint8_t junk[N_JUNK][NOISE_INIT_LEN];
 	uint8_t scalar[32];
@@ -103,6 +107,64 @@ static void run_reject_libb2(struct bench *b, unsigned long n)
 		if (sodium_memcmp(mac, p + 116, sizeof(mac)) == 0)
 			abort();
 	}
+}
+
+/*
+ * decoder-noise's threads: each decodes fresh-key initiations (2 X25519,
+ * the flood case) through one shared cache that is only read, as the
+ * plugin's threads do. Decodes per second, all threads together.
+ */
+struct wk {
+	struct bench *b;
+	double secs;
+	unsigned cpu;
+	unsigned long ops;
+	pthread_t tid;
+};
+
+static void *run_worker(void *arg)
+{
+	struct wk *w = arg;
+	struct noise_initiation o;
+	struct noise_ss_miss miss;
+	double t0 = now();
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(w->cpu, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	do {
+		for (int i = 0; i < 8; i++) {
+			if (noise_decode_lookup(&w->b->r, w->b->shared, w->b->pkt,
+						sizeof(w->b->pkt), true, &o, &miss) != NOISE_OK ||
+			    !miss.set)
+				abort();
+			sink ^= o.public_key[0];
+		}
+		w->ops += 8;
+	} while (now() - t0 < w->secs);
+	return NULL;
+}
+
+static double workers_per_s(struct bench *b, const unsigned *cpus, unsigned n,
+			    double secs)
+{
+	struct wk w[MAX_THREADS];
+	unsigned long ops = 0;
+	double t0 = now(), t;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		w[i] = (struct wk){ .b = b, .secs = secs, .cpu = cpus[i] };
+		if (pthread_create(&w[i].tid, NULL, run_worker, &w[i]))
+			abort();
+	}
+	for (i = 0; i < n; i++) {
+		pthread_join(w[i].tid, NULL);
+		ops += w[i].ops;
+	}
+	t = now();
+	return (double)ops / (t - t0);
 }
 
 /* Nanoseconds per operation over one slice of about `secs`. */
@@ -188,8 +250,11 @@ int main(int argc, char **argv)
 	double secs = argc > 2 ? atof(argv[2]) : 1.0;
 	double x[ROUNDS], first[ROUNDS], repeat[ROUNDS], reject[ROUNDS], reject_b2[ROUNDS];
 	double x_ns, first_ns, repeat_ns, reject_ns, reject_b2_ns;
+	double w1[ROUNDS], wn[ROUNDS], w1_ps, wn_ps;
+	unsigned cpus[MAX_THREADS], n_cpus = 0;
 	struct noise_initiation o;
 	static struct bench b;
+	cpu_set_t all;
 
 	if (argc < 2 || secs <= 0) {
 		fprintf(stderr, "usage: %s vectors.json [seconds per metric]\n",
@@ -198,11 +263,19 @@ int main(int argc, char **argv)
 	}
 	if (sodium_init() < 0 || load_vector(&b, argv[1]) < 0)
 		return 1;
+	/* the CPUs we may use, before pinning: one decoding thread each */
+	if (!sched_getaffinity(0, sizeof(all), &all))
+		for (int i = 0; i < CPU_SETSIZE && n_cpus < MAX_THREADS; i++)
+			if (CPU_ISSET(i, &all))
+				cpus[n_cpus++] = (unsigned)i;
+	if (!n_cpus)
+		cpus[n_cpus++] = 0;
 	pin_to_current_cpu();
 
 	b.none = noise_ss_cache_new(0);
 	b.warm = noise_ss_cache_new(16);
-	if (!b.none || !b.warm)
+	b.shared = noise_ss_cache_new(65536);
+	if (!b.none || !b.warm || !b.shared)
 		return 1;
 	if (noise_decode(&b.r, b.warm, b.pkt, sizeof(b.pkt), true, &o) != NOISE_OK) {
 		fprintf(stderr, "vector does not decode\n");
@@ -224,7 +297,11 @@ int main(int argc, char **argv)
 		repeat[i] = slice(&b, run_repeat, 16, secs / ROUNDS);
 		reject[i] = slice(&b, run_reject, 4096, secs / ROUNDS);
 		reject_b2[i] = slice(&b, run_reject_libb2, 4096, secs / ROUNDS);
+		w1[i] = workers_per_s(&b, cpus, 1, secs / ROUNDS);
+		wn[i] = workers_per_s(&b, cpus, n_cpus, secs / ROUNDS);
 	}
+	w1_ps = median(w1);
+	wn_ps = median(wn);
 	x_ns = median(x);
 	first_ns = median(first);
 	repeat_ns = median(repeat);
@@ -241,9 +318,15 @@ int main(int argc, char **argv)
 	printf("decodes_repeat_per_s %.0f /s\n", 1e9 / repeat_ns);
 	printf("reject_mac1_libb2_pps %.0f pps\n", 1e9 / reject_b2_ns);
 	printf("reject_mac1_vs_libb2_ratio %.2f x\n", reject_b2_ns / reject_ns);
+	/* decoder-noise `threads`: 1 thread, then one per CPU, same rounds */
+	printf("decode_workers_threads %u threads\n", n_cpus);
+	printf("decode_inline_per_s %.0f /s\n", w1_ps);
+	printf("decode_workers_per_s %.0f /s\n", wn_ps);
+	printf("decode_workers_ratio %.2f x\n", wn_ps / w1_ps);
 
 	noise_ss_cache_free(b.none);
 	noise_ss_cache_free(b.warm);
+	noise_ss_cache_free(b.shared);
 	noise_responder_wipe(&b.r);
 	return 0;
 }

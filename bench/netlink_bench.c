@@ -17,10 +17,16 @@
  *        peer the kernel refuses (a /33 IPv4 allowed IP): that message is
  *        re-sent peer by peer, 3 installs succeed, 1 fails with a message
  *        naming its peer; prints that key as "bad_peer KEY"
+ *   netlink-bench knock PLUGIN.so ENDPOINT [option=value...]
+ *        one knock (an item as a sniffed initiation makes it) of a new key
+ *        from ENDPOINT; prints "knock_peer KEY" and the keepalive a dump
+ *        then shows ("knock_keepalive N"), and stops the installer (which
+ *        must put a keepalive it changed back: the caller checks)
  *   netlink-bench run PLUGIN.so N SEED [option=value...]
  *        install N peers (process(), all at once, as a store restoring after
- *        a reboot does), dump them, remove them (one remove() call, as one
- *        eviction sweep does), dump again; prints `name value unit` lines.
+ *        a reboot does), dump them, remove them (N removal items at once,
+ *        as one eviction sweep retires them), dump again; prints
+ *        `name value unit` lines.
  *
  * The same SEED gives the same peers (key i, allowed IP 10.x.y.z/32) in
  * both modes. Run as root; the interface must exist.
@@ -40,6 +46,8 @@
 #include <uv.h>
 
 #include <wggwd/plugin.h>
+
+#include "wgutil.h"
 
 /* ------------------------------------------------------------ the peers */
 
@@ -194,6 +202,34 @@ static void h_stopped(struct wggwd_inst *in)
 	stopped = true;
 }
 
+static uint8_t hash_key[crypto_shorthash_KEYBYTES];
+
+static uint64_t h_hash(const void *data, size_t len)
+{
+	uint64_t h;
+
+	crypto_shorthash((uint8_t *)&h, data, len, hash_key);
+	return h;
+}
+
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static uint64_t h_now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+static uint64_t h_realtime_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME);
+}
+
 static const struct wggwd_installer *h_installer(struct wggwd_inst *in)
 {
 	(void)in;
@@ -205,7 +241,11 @@ static struct wggwd_host host = {
 	.abi_major = WGGWD_ABI_MAJOR,
 	.abi_minor = WGGWD_ABI_MINOR,
 	.log = h_log,
+	.log_limited = h_log,
 	.name = h_name,
+	.now_ns = h_now_ns,
+	.realtime_ns = h_realtime_ns,
+	.hash = h_hash,
 	.counter = h_counter,
 	.gauge = h_gauge,
 	.timer_new = h_timer_new,
@@ -304,24 +344,70 @@ static double cpu_s(int who, bool sys)
 	return tv->tv_sec + tv->tv_usec / 1e6;
 }
 
-static bool dump_done, remove_done;
-static int dump_status, remove_status;
+static bool dump_done;
+static int dump_status;
 static size_t dump_n;
+static uint8_t want_key[32];
+static int want_keepalive = -1; /* of want_key, in the last dump */
 
-static void on_dump(void *arg, int status, const struct wggwd_peer_state *peers, size_t n)
+static void on_dump(void *arg, int status, const struct wggwd_peer_state *peers, size_t n,
+		    size_t stride)
 {
+	size_t i;
+
 	(void)arg;
-	(void)peers;
 	dump_done = true;
 	dump_status = status;
 	dump_n = n;
+	for (i = 0; i < n; i++) {
+		const struct wggwd_peer_state *p = WGGWD_AT(const struct wggwd_peer_state, peers, i,
+							    stride);
+
+		if (!memcmp(p->public_key, want_key, 32))
+			want_keepalive = p->keepalive;
+	}
 }
 
-static void on_removed(void *arg, int status)
+/* n items, each with its peer and k allowed IPs, as the core makes them */
+static struct wggwd_item *items_new(size_t n, unsigned k)
 {
-	(void)arg;
-	remove_done = true;
-	remove_status = status;
+	struct wggwd_item *items = calloc(n, sizeof(*items));
+	struct wggwd_peer *peers = calloc(n, sizeof(*peers));
+	struct wggwd_allowed_ip *ips = calloc(n * k, sizeof(*ips));
+	size_t i;
+
+	if (!items || !peers || !ips)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		items[i].size = sizeof(items[i]);
+		items[i].peer = &peers[i];
+		peers[i].size = sizeof(peers[i]);
+		peers[i].allowed = &ips[i * k];
+	}
+	return items;
+}
+
+/* Every item through process() at once; returns how many failed. */
+static size_t process_all(const struct wggwd_ops *ops, void *ctx, struct wggwd_item *items,
+			  size_t n, uint32_t op)
+{
+	size_t i;
+
+	completed = failed = 0;
+	for (i = 0; i < n; i++) {
+		int v;
+
+		items[i].op = op;
+		items[i].flags = 0;
+		v = ops->process(ctx, &items[i]);
+		if (v == WGGWD_CONTINUE)
+			completed++;
+		else if (v != WGGWD_PENDING)
+			failed++;
+	}
+	while (completed + failed < n)
+		uv_run(loop, UV_RUN_ONCE);
+	return failed;
 }
 
 static void run_until(bool *flag)
@@ -390,7 +476,7 @@ static int run(const char *so, size_t n, unsigned long seed, int argc, char **ar
 		fprintf(stderr, "the installer did not start\n");
 		return 1;
 	}
-	items = calloc(n, sizeof(*items));
+	items = items_new(n, 1);
 	keys = calloc(n, sizeof(*keys));
 	if (!items || !keys)
 		return 1;
@@ -401,14 +487,14 @@ static int run(const char *so, size_t n, unsigned long seed, int argc, char **ar
 		it->op = WGGWD_OP_ADD;
 		it->transport = WGGWD_TR_PUSH;
 		peer_key(keys[i], seed, i);
-		memcpy(it->peer.public_key, keys[i], 32);
-		it->peer.has = WGGWD_PEER_HAS_PUBLIC_KEY | WGGWD_PEER_HAS_ALLOWED_IPS |
-			       WGGWD_PEER_HAS_KEEPALIVE;
-		it->peer.n_allowed = 1;
-		it->peer.allowed[0].family = AF_INET;
-		it->peer.allowed[0].cidr = 32;
-		peer_ip(it->peer.allowed[0].addr, i);
-		it->peer.origin = WGGWD_ORIGIN_PUSH;
+		memcpy(it->peer->public_key, keys[i], 32);
+		it->peer->has = WGGWD_PEER_HAS_PUBLIC_KEY | WGGWD_PEER_HAS_ALLOWED_IPS |
+				WGGWD_PEER_HAS_KEEPALIVE;
+		it->peer->n_allowed = 1;
+		it->peer->allowed[0].family = AF_INET;
+		it->peer->allowed[0].cidr = 32;
+		peer_ip(it->peer->allowed[0].addr, i);
+		it->peer->origin = WGGWD_ORIGIN_PUSH;
 	}
 	if (timed_dump(ops, ctx, &t_dump0))
 		return 1;
@@ -465,17 +551,13 @@ static int run(const char *so, size_t n, unsigned long seed, int argc, char **ar
 		return 1;
 	}
 
-	/* remove: one call, as one eviction sweep makes */
-	remove_done = false;
+	/* remove: every peer at once, as one eviction sweep retires them */
 	t0 = now_s();
-	if (ops->remove(ctx, (const uint8_t (*)[WGGWD_KEY_LEN])keys, n, on_removed, NULL))
-		return 1;
-	run_until(&remove_done);
-	t_remove = now_s() - t0;
-	if (remove_status) {
-		fprintf(stderr, "remove: %s\n", strerror(-remove_status));
+	if (process_all(ops, ctx, items, n, WGGWD_OP_REMOVE)) {
+		fprintf(stderr, "remove: %zu failed\n", failed);
 		return 1;
 	}
+	t_remove = now_s() - t0;
 	printf("remove_s_%s %.3f s\n", sfx, t_remove);
 	printf("remove_to_install_%s %.2f ratio\n", sfx, t_remove / t_install);
 	if (timed_dump(ops, ctx, &t_dump))
@@ -556,17 +638,17 @@ static void stop_one(const struct wggwd_ops *ops, void *ctx)
 static int wide(const char *so, size_t n, unsigned k, int argc, char **argv)
 {
 	const struct wggwd_ops *ops;
-	struct wggwd_item *items = calloc(n, sizeof(*items));
+	struct wggwd_item *items = k >= 1 && k <= 100000 ? items_new(n, k) : NULL;
 	uint8_t (*keys)[32] = calloc(n, sizeof(*keys));
 	size_t i, unchanged = 0, before;
 	unsigned j;
 	void *ctx;
 	double t;
 
-	if (!items || !keys || k < 1 || k > WGGWD_MAX_ALLOWED)
+	if (!items || !keys)
 		return 1;
 	for (i = 0; i < n; i++) {
-		struct wggwd_peer *pe = &items[i].peer;
+		struct wggwd_peer *pe = items[i].peer;
 
 		items[i].type = WGGWD_MSG_PEER;
 		items[i].transport = WGGWD_TR_PUSH;
@@ -586,9 +668,10 @@ static int wide(const char *so, size_t n, unsigned k, int argc, char **argv)
 			ip->family = AF_INET6;
 			ip->cidr = j % 7 ? 128 : 120;
 			ip->addr[0] = 0xfd;
-			ip->addr[11] = i >> 16;
-			ip->addr[12] = i >> 8;
-			ip->addr[13] = i;
+			ip->addr[10] = i >> 16;
+			ip->addr[11] = i >> 8;
+			ip->addr[12] = i;
+			ip->addr[13] = j >> 8;
 			ip->addr[14] = j;
 			ip->addr[15] = j % 7 ? 1 : 0;
 		}
@@ -620,19 +703,16 @@ static int wide(const char *so, size_t n, unsigned k, int argc, char **argv)
 			unchanged++;
 	}
 	printf("wide_unchanged_after_restart %zu\n", unchanged);
-	remove_done = false;
-	if (ops->remove(ctx, (const uint8_t (*)[WGGWD_KEY_LEN])keys, n, on_removed, NULL))
-		return 1;
-	run_until(&remove_done);
+	failed = process_all(ops, ctx, items, n, WGGWD_OP_REMOVE);
 	stop_one(ops, ctx);
-	return unchanged == n && !remove_status ? 0 : 1;
+	return unchanged == n && !failed ? 0 : 1;
 }
 
 static int errors(const char *so, int argc, char **argv)
 {
 	const struct wggwd_plugin *p;
 	const struct wggwd_ops *ops;
-	struct wggwd_item items[4];
+	struct wggwd_item *items = items_new(4, 1);
 	uint8_t keys[4][32];
 	char b64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
 	void *h, *conf, *ctx;
@@ -650,19 +730,20 @@ static int errors(const char *so, int argc, char **argv)
 	host.loop = loop;
 	if (ops->create(&host, &inst, conf, &ctx) || ops->start(ctx))
 		return 1;
-	memset(items, 0, sizeof(items));
+	if (!items)
+		return 1;
 	for (i = 0; i < 4; i++) {
 		struct wggwd_item *it = &items[i];
 
 		it->type = WGGWD_MSG_PEER;
 		it->transport = WGGWD_TR_PUSH;
 		peer_key(keys[i], 99, i);
-		memcpy(it->peer.public_key, keys[i], 32);
-		it->peer.has = WGGWD_PEER_HAS_PUBLIC_KEY | WGGWD_PEER_HAS_ALLOWED_IPS;
-		it->peer.n_allowed = 1;
-		it->peer.allowed[0].family = AF_INET;
-		it->peer.allowed[0].cidr = i == 2 ? 33 : 32; /* the kernel says EINVAL */
-		peer_ip(it->peer.allowed[0].addr, 60000 + i);
+		memcpy(it->peer->public_key, keys[i], 32);
+		it->peer->has = WGGWD_PEER_HAS_PUBLIC_KEY | WGGWD_PEER_HAS_ALLOWED_IPS;
+		it->peer->n_allowed = 1;
+		it->peer->allowed[0].family = AF_INET;
+		it->peer->allowed[0].cidr = i == 2 ? 33 : 32; /* the kernel says EINVAL */
+		peer_ip(it->peer->allowed[0].addr, 60000 + i);
 	}
 	sodium_bin2base64(b64, sizeof(b64), keys[2], 32, sodium_base64_VARIANT_ORIGINAL);
 	printf("bad_peer %s\n", b64);
@@ -673,26 +754,56 @@ static int errors(const char *so, int argc, char **argv)
 	while (completed + failed < 4)
 		uv_run(loop, UV_RUN_ONCE);
 	printf("errors_completed %zu\nerrors_failed %zu\n", completed, failed);
-	remove_done = false;
-	if (ops->remove(ctx, (const uint8_t (*)[WGGWD_KEY_LEN])keys, 4, on_removed, NULL))
-		return 1;
-	run_until(&remove_done);
+	i = completed == 3 && failed == 1;
+	failed = process_all(ops, ctx, items, 4, WGGWD_OP_REMOVE);
 	ops->stop(ctx);
 	while (!stopped)
 		uv_run(loop, UV_RUN_ONCE);
 	ops->destroy(ctx);
-	return completed == 3 && failed == 1 && !remove_status ? 0 : 1;
+	return i && !failed ? 0 : 1;
+}
+
+static int knock(const char *so, const char *ep, int argc, char **argv)
+{
+	struct wggwd_item *it = items_new(1, 1);
+	const struct wggwd_ops *ops;
+	char b64[WG_KEY_B64_LEN];
+	void *ctx;
+	double t;
+
+	if (!it || wg_sockaddr_parse(&it->endpoint, ep))
+		return 1;
+	it->type = WGGWD_MSG_PEER;
+	it->transport = WGGWD_TR_UDP;
+	randombytes_buf(want_key, 32);
+	memcpy(it->public_key, want_key, 32);
+	memcpy(it->peer->public_key, want_key, 32);
+	it->peer->has = WGGWD_PEER_HAS_PUBLIC_KEY | WGGWD_PEER_HAS_ALLOWED_IPS;
+	it->peer->n_allowed = 1;
+	it->peer->allowed[0].family = AF_INET;
+	it->peer->allowed[0].cidr = 32;
+	peer_ip(it->peer->allowed[0].addr, 90000);
+	ops = start_one(so, argc, argv, &ctx);
+	if (!ops || process_all(ops, ctx, it, 1, WGGWD_OP_ADD) || timed_dump(ops, ctx, &t))
+		return 1;
+	wg_key_to_b64(b64, want_key);
+	printf("knock_peer %s\nknock_keepalive %d\n", b64, want_keepalive);
+	stop_one(ops, ctx);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	if (sodium_init() < 0)
 		return 1;
+	randombytes_buf(hash_key, sizeof(hash_key));
 	if (argc == 5 && !strcmp(argv[1], "genconf"))
 		return genconf(strtoul(argv[2], NULL, 0), strtoul(argv[3], NULL, 0), argv[4]);
 	if (argc >= 5 && !strcmp(argv[1], "wide"))
 		return wide(argv[2], strtoul(argv[3], NULL, 0), strtoul(argv[4], NULL, 0), argc - 5,
 			    argv + 5);
+	if (argc >= 4 && !strcmp(argv[1], "knock"))
+		return knock(argv[2], argv[3], argc - 4, argv + 4);
 	if (argc >= 3 && !strcmp(argv[1], "errors"))
 		return errors(argv[2], argc - 3, argv + 3);
 	if (argc >= 4 && !strcmp(argv[1], "time"))

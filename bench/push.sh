@@ -20,6 +20,8 @@
 #                        faster than it is installed)
 #   push_paced_p50_ms, push_paced_p99_ms   1,000 messages at 200/s: the
 #                        latency of one push when nothing waits
+#   push_1000ips_p50_ms, push_1000ips_p99_ms   50 messages at 10/s, each
+#                        a peer with 1,000 allowed IPs
 #   push_store_*         the same through store-sqlite (fsync per group
 #                        commit)
 #   push_per_s_1e4, push_p99_ms  the headline numbers (no store, 10^4)

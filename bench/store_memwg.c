@@ -6,7 +6,8 @@
  * were on the interface when the daemon started); dump answers
  * asynchronously (on the next loop turn) and refuses with -EAGAIN the first
  * `not_ready` times, like an installer still opening its device. Every
- * change is appended to `log` as "add KEY" / "remove KEY".
+ * change (an item: op ADD or REMOVE) is appended to `log` as "add KEY" /
+ * "remove KEY".
  *
  * Built by tests/integration/store_http.py:
  *   cc -shared -fPIC -Iinclude -Iplugins/common bench/store_memwg.c \
@@ -24,6 +25,7 @@ struct conf {
 	struct wggwd_list peers;
 	char *log;
 	int64_t not_ready;
+	struct wggwd_list refuse;
 };
 
 static const struct wggwd_opt opts[] = {
@@ -34,6 +36,9 @@ static const struct wggwd_opt opts[] = {
 	{ .name = "not_ready", .type = WGGWD_OPT_INT, .def = "0", .min = 0, .max = 100,
 	  .offset = offsetof(struct conf, not_ready),
 	  .help = "dumps refused (-EAGAIN) before the first that works" },
+	{ .name = "refuse", .type = WGGWD_OPT_LIST, .max = 100000, .check = wg_check_key_b64,
+	  .offset = offsetof(struct conf, refuse),
+	  .help = "keys whose add is refused (reason policy), as an installer's allowed_prefixes would" },
 	WGGWD_OPT_END
 };
 
@@ -121,10 +126,13 @@ static void on_timer(void *arg)
 	c->cb = NULL;
 	if (!cb)
 		return;
-	for (i = 0; ps && i < c->n; i++)
+	for (i = 0; ps && i < c->n; i++) {
+		ps[i].size = sizeof(*ps);
+		ps[i].origin = WGGWD_ORIGIN_NONE; /* who made it: not known here */
 		memcpy(ps[i].public_key, c->keys[i], WGGWD_KEY_LEN);
+	}
 	(*c->dumps)++;
-	cb(c->cb_arg, ps ? 0 : -ENOMEM, ps, ps ? c->n : 0);
+	cb(c->cb_arg, ps ? 0 : -ENOMEM, ps, ps ? c->n : 0, sizeof(*ps));
 	free(ps);
 }
 
@@ -147,16 +155,32 @@ static int mw_start(void *ctx)
 	return 0;
 }
 
+static bool refused(struct ctx *c, const uint8_t *key)
+{
+	uint8_t k[WGGWD_KEY_LEN];
+	size_t i;
+
+	for (i = 0; i < c->conf->refuse.n; i++)
+		if (!wg_key_from_b64(k, ((char **)c->conf->refuse.v)[i]) &&
+		    !memcmp(k, key, WGGWD_KEY_LEN))
+			return true;
+	return false;
+}
+
 static int mw_process(void *ctx, struct wggwd_item *it)
 {
 	struct ctx *c = ctx;
-	const uint8_t *key = it->peer.has & WGGWD_PEER_HAS_PUBLIC_KEY ? it->peer.public_key :
-									it->public_key;
+	const uint8_t *key = it->peer->has & WGGWD_PEER_HAS_PUBLIC_KEY ? it->peer->public_key :
+									 it->public_key;
 
 	if (it->op == WGGWD_OP_REMOVE) {
 		del(c, key);
 		note(c, "remove", key);
 		return WGGWD_CONTINUE;
+	}
+	if (refused(c, key)) {
+		it->reason = WGGWD_R_POLICY;
+		return WGGWD_DROP;
 	}
 	if (add(c, key))
 		return WGGWD_ERROR;
@@ -180,24 +204,10 @@ static int mw_dump(void *ctx, wggwd_dump_cb cb, void *arg)
 	return 0;
 }
 
-static int mw_remove(void *ctx, const uint8_t (*keys)[WGGWD_KEY_LEN], size_t n,
-		     wggwd_status_cb cb, void *arg)
-{
-	struct ctx *c = ctx;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		del(c, keys[i]);
-		note(c, "remove", keys[i]);
-	}
-	cb(arg, 0);
-	return 0;
-}
-
 static int mw_device(void *ctx, struct wggwd_device *dev)
 {
 	(void)ctx;
-	memset(dev, 0, sizeof(*dev));
+	(void)dev;
 	return -ENODATA;
 }
 
@@ -229,7 +239,6 @@ static const struct wggwd_ops ops = {
 	.destroy = mw_destroy,
 	.device = mw_device,
 	.dump = mw_dump,
-	.remove = mw_remove,
 };
 
 WGGWD_PLUGIN_DEFINE(

@@ -10,7 +10,9 @@
  *   <base64 key> <version> <continue|done>
  *
  * Key i is BLAKE2b-256("wggwd-pushgen" || le64(i)) (hashlib.blake2b(...,
- * digest_size=32) in Python); its allowed IP is 10.x.y.z/32 with x.y.z = i.
+ * digest_size=32) in Python); its allowed IP is 10.x.y.z/32 with x.y.z = i,
+ * and with `allowed` N > 1, N - 1 more /128s: fd00:: with bytes 8-11 i
+ * and bytes 12-15 j (big-endian), for j = 1 .. N - 1.
  *
  * Built by tests/integration/store_http.py and bench/store.sh:
  *   cc -shared -fPIC -Iinclude -Iplugins/common bench/store_pushgen.c \
@@ -29,10 +31,15 @@
 #include "wgutil.h"
 
 static const char *const op_choices[] = { "add", "remove", NULL };
+/* a removal's reason: pushed, as it should be, or what a sloppy push
+ * source might give (none) or a more specific one (revoked, expired) */
+static const char *const reason_choices[] = { "pushed", "none", "revoked", "expired", NULL };
+static const uint32_t reasons[] = { WGGWD_R_PUSHED, WGGWD_R_NONE, WGGWD_R_REVOKED,
+				    WGGWD_R_EXPIRED };
 
 struct conf {
-	int64_t first, count, version, batch, interval_ms;
-	int op;
+	int64_t first, count, version, batch, interval_ms, allowed;
+	int op, reason;
 	char *ack_file;
 };
 
@@ -45,10 +52,14 @@ static const struct wggwd_opt opts[] = {
 	  .offset = offsetof(struct conf, version), .help = "the version every item carries" },
 	{ .name = "op", .type = WGGWD_OPT_ENUM, .def = "add", .choices = op_choices,
 	  .offset = offsetof(struct conf, op), .help = "add or remove" },
+	{ .name = "reason", .type = WGGWD_OPT_ENUM, .def = "pushed", .choices = reason_choices,
+	  .offset = offsetof(struct conf, reason), .help = "the reason removals carry" },
 	{ .name = "batch", .type = WGGWD_OPT_INT, .def = "100", .min = 1, .max = 1000000,
 	  .offset = offsetof(struct conf, batch), .help = "items emitted per tick" },
 	{ .name = "interval", .type = WGGWD_OPT_DURATION, .def = "1ms", .min = 0, .max = 3600000,
 	  .offset = offsetof(struct conf, interval_ms), .help = "pause between ticks" },
+	{ .name = "allowed", .type = WGGWD_OPT_INT, .def = "1", .min = 1, .max = 1000000,
+	  .offset = offsetof(struct conf, allowed), .help = "allowed IPs per peer" },
 	{ .name = "ack_file", .type = WGGWD_OPT_PATH,
 	  .offset = offsetof(struct conf, ack_file),
 	  .help = "file acknowledged items are appended to" },
@@ -80,16 +91,26 @@ static void on_tick(void *arg)
 {
 	struct ctx *c = arg;
 	const struct conf *cf = c->conf;
-	int64_t n;
+	int64_t n, k;
 
 	for (n = 0; n < cf->batch && c->next < cf->first + cf->count; n++, c->next++) {
 		struct wggwd_item *it = c->host->item_new(c->self);
-		struct wggwd_peer *p = &it->peer;
+		struct wggwd_allowed_ip *a;
+		struct wggwd_peer *p;
 		uint64_t i = (uint64_t)c->next;
 
+		if (!it || !(a = c->host->allowed_reserve(c->self, it, (size_t)cf->allowed))) {
+			if (it)
+				c->host->item_free(c->self, it);
+			(*c->failed)++;
+			continue;
+		}
+		p = it->peer;
 		it->type = WGGWD_MSG_PEER;
 		it->transport = WGGWD_TR_PUSH;
 		it->op = cf->op ? WGGWD_OP_REMOVE : WGGWD_OP_ADD;
+		if (cf->op)
+			it->reason = reasons[cf->reason];
 		key_of(p->public_key, c->next);
 		memcpy(it->public_key, p->public_key, 32);
 		p->has = WGGWD_PEER_HAS_PUBLIC_KEY | WGGWD_PEER_HAS_VERSION |
@@ -97,15 +118,28 @@ static void on_tick(void *arg)
 		p->version = cf->version;
 		p->origin = WGGWD_ORIGIN_PUSH;
 		p->keepalive = 25;
-		p->n_allowed = 1;
-		p->allowed[0].family = AF_INET;
-		p->allowed[0].cidr = 32;
-		p->allowed[0].addr[0] = 10;
-		p->allowed[0].addr[1] = (uint8_t)(i >> 16);
-		p->allowed[0].addr[2] = (uint8_t)(i >> 8);
-		p->allowed[0].addr[3] = (uint8_t)i;
+		a->family = AF_INET;
+		a->cidr = 32;
+		a->addr[0] = 10;
+		a->addr[1] = (uint8_t)(i >> 16);
+		a->addr[2] = (uint8_t)(i >> 8);
+		a->addr[3] = (uint8_t)i;
+		for (k = 1; k < cf->allowed; k++) {
+			a[k].family = AF_INET6;
+			a[k].cidr = 128;
+			a[k].addr[0] = 0xfd;
+			a[k].addr[8] = (uint8_t)(i >> 24);
+			a[k].addr[9] = (uint8_t)(i >> 16);
+			a[k].addr[10] = (uint8_t)(i >> 8);
+			a[k].addr[11] = (uint8_t)i;
+			a[k].addr[12] = (uint8_t)(k >> 24);
+			a[k].addr[13] = (uint8_t)(k >> 16);
+			a[k].addr[14] = (uint8_t)(k >> 8);
+			a[k].addr[15] = (uint8_t)k;
+		}
 		(*c->emitted)++;
-		c->host->emit(c->self, it);
+		if (c->host->emit(c->self, it) < 0)
+			(*c->failed)++; /* refused (stopping): freed, no done */
 	}
 	if (c->next >= cf->first + cf->count)
 		c->host->timer_stop(c->timer);
@@ -117,8 +151,6 @@ static void pg_done(void *ctx, struct wggwd_item *it, int verdict)
 	char line[128], b64[WG_KEY_B64_LEN];
 	int n;
 
-	if (it->flags & WGGWD_ITEM_INJECTED)
-		return; /* not ours to acknowledge */
 	if (verdict != WGGWD_CONTINUE && verdict != WGGWD_DONE) {
 		(*c->failed)++;
 		return;
@@ -126,8 +158,8 @@ static void pg_done(void *ctx, struct wggwd_item *it, int verdict)
 	(*c->acked)++;
 	if (c->fd < 0)
 		return;
-	wg_key_to_b64(b64, it->peer.public_key);
-	n = snprintf(line, sizeof(line), "%s %llu %s\n", b64, (unsigned long long)it->peer.version,
+	wg_key_to_b64(b64, it->peer->public_key);
+	n = snprintf(line, sizeof(line), "%s %llu %s\n", b64, (unsigned long long)it->peer->version,
 		     verdict == WGGWD_CONTINUE ? "continue" : "done");
 	if (write(c->fd, line, n) != n)
 		(*c->failed)++;

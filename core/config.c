@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core.h"
 
@@ -33,6 +34,12 @@ const struct wggwd_opt core_opts[] = {
 	  .min = 0, .max = 600000,
 	  .offset = offsetof(struct core_conf, drain_timeout_ms),
 	  .help = "at shutdown, how long in-flight items may take to finish" },
+	{ .name = "http_listen", .type = WGGWD_OPT_ADDR,
+	  .offset = offsetof(struct core_conf, http_listen),
+	  .help = "serve /metrics (Prometheus), /healthz and /readyz over HTTP here (e.g. 127.0.0.1:9587); read at start only" },
+	{ .name = "control_socket", .type = WGGWD_OPT_PATH,
+	  .offset = offsetof(struct core_conf, control_socket),
+	  .help = "the unix socket `wggwd ctl` talks to (mode 0600); default " "/run/wggwd/ctl.sock" " as root, else $XDG_RUNTIME_DIR/wggwd.sock; read at start only" },
 	WGGWD_OPT_END
 };
 
@@ -142,6 +149,8 @@ static void parse_stage(struct config *c, struct opt_ctx *oc, struct stage_conf 
 		opt_error(oc, def->start_mark, "stage \"%s\": missing \"plugin:\"", s->name);
 		return;
 	}
+	if (!s->plugin_name)
+		return; /* reported */
 	s->plugin = plugin_load(&c->sp, s->plugin_name, err, sizeof(err));
 	if (!s->plugin) {
 		opt_error(oc, s->plugin_mark, "stage \"%s\": %s", s->name, err);
@@ -152,6 +161,7 @@ static void parse_stage(struct config *c, struct opt_ctx *oc, struct stage_conf 
 	soc.skip = NULL;
 	soc.errors = 0;
 	s->conf = xcalloc(1, s->plugin->desc.conf_size);
+	s->opts_map = opts_map;
 	if (opts_apply(&soc, s->plugin->desc.opts, s->conf, opts_map,
 		       opts_map ? node(oc->doc, opts_map)->start_mark : s->mark) == 0 &&
 	    s->plugin->ops.validate) {
@@ -160,6 +170,7 @@ static void parse_stage(struct config *c, struct opt_ctx *oc, struct stage_conf 
 			opt_error(&soc, key_mark(oc->doc, opts_map, opt, s->mark), "%s%s%s",
 				  opt ? opt : "", opt ? ": " : "", msg);
 	}
+	s->opts_ok = !soc.errors;
 	oc->errors += soc.errors;
 }
 
@@ -206,6 +217,68 @@ static const char *hint(uint32_t have, uint32_t want)
 	return "reorder the stages";
 }
 
+void pipeline_link_info(const struct pipeline_conf *pc, size_t i,
+			struct wggwd_link *l)
+{
+	size_t k;
+
+	memset(l, 0, sizeof(*l));
+	l->size = sizeof(*l);
+	l->pipeline = pc->name;
+	l->source_out = pc->stages[0]->plugin->desc.out;
+	l->source_flags = pc->stages[0]->plugin->desc.flags;
+	l->position = i;
+	l->length = pc->n;
+	for (k = 0; k < pc->n; k++) {
+		uint32_t bit = 1u << pc->stages[k]->plugin->desc.kind;
+
+		if (k < i)
+			l->kinds_before |= bit;
+		else if (k > i)
+			l->kinds_after |= bit;
+	}
+}
+
+/* Each stage's own word on the pipelines it is in (ops.link). */
+static void link_stages(struct opt_ctx *oc, struct pipeline_conf *pl)
+{
+	struct wggwd_link l;
+	char buf[256], prefix[300];
+	const char *msg, *opt;
+	size_t i;
+
+	for (i = 0; i < pl->n; i++) {
+		struct stage_conf *s = pl->stages[i];
+		struct opt_ctx soc = *oc;
+
+		if (!s->plugin->ops.link)
+			continue;
+		pipeline_link_info(pl, i, &l);
+		opt = NULL;
+		msg = s->plugin->ops.link(NULL, s->conf, &l, &opt, buf, sizeof(buf));
+		if (!msg)
+			continue;
+		stage_prefix(s, prefix, sizeof(prefix));
+		soc.prefix = prefix;
+		soc.errors = 0;
+		opt_error(&soc, opt ? key_mark(oc->doc, s->opts_map, opt, pl->marks[i]) :
+				      pl->marks[i],
+			  "%s%s%s (in pipeline \"%s\")", opt ? opt : "", opt ? ": " : "",
+			  msg, pl->name);
+		oc->errors += soc.errors;
+	}
+}
+
+/* Is there a stage of this kind after stage i? */
+static bool kind_after(const struct pipeline_conf *pl, size_t i, uint32_t kind)
+{
+	for (i++; i < pl->n; i++)
+		if (pl->stages[i] && pl->stages[i]->plugin &&
+		    pl->stages[i]->plugin->desc.kind == kind)
+			return true;
+	return false;
+}
+
 /* Check that each stage accepts what the one before gives. */
 static void link_pipeline(struct opt_ctx *oc, struct pipeline_conf *pl)
 {
@@ -246,10 +319,19 @@ static void link_pipeline(struct opt_ctx *oc, struct pipeline_conf *pl)
 		}
 		if (d->out)
 			cur = d->out;
+		else if (d->kind == WGGWD_STORE && (cur & WGGWD_MSG_PEER_KEY) &&
+			 !kind_after(pl, i, WGGWD_RESOLVER))
+			cur |= WGGWD_MSG_PEER; /* no resolver follows: the store answers */
 	}
-	if (pl->n < 2)
+	if (pl->n < 2) {
 		opt_error(oc, pl->mark, "pipeline \"%s\": a source alone does nothing; add the stages it feeds",
 			  pl->name);
+		return;
+	}
+	for (i = 0; i < pl->n; i++)
+		if (!pl->stages[i]->opts_ok)
+			return; /* its options were refused: their values mean nothing */
+	link_stages(oc, pl);
 }
 
 static void parse_pipelines(struct config *c, struct opt_ctx *oc, yaml_node_t *m)
@@ -290,6 +372,11 @@ static void parse_pipelines(struct config *c, struct opt_ctx *oc, yaml_node_t *m
 		pl->name = xstrdup(name);
 		pl->mark = k->start_mark;
 		pl->n = v->data.sequence.items.top - v->data.sequence.items.start;
+		if (pl->n > MAX_STEPS / 2) {
+			opt_error(oc, v->start_mark, "pipeline \"%s\": %zu stages, at most %d",
+				  name, pl->n, MAX_STEPS / 2);
+			pl->n = 0;
+		}
 		pl->stages = xcalloc(pl->n, sizeof(*pl->stages));
 		pl->marks = xcalloc(pl->n, sizeof(*pl->marks));
 		for (j = 0, it = v->data.sequence.items.start; j < pl->n; j++, it++) {
@@ -423,6 +510,79 @@ static void parse_top(struct config *c, struct opt_ctx *oc, yaml_node_t *root)
 	check_sharing(c, oc);
 }
 
+/*
+ * A config file is small; one that is not is an accident or an attack.
+ * Bounds: its size, its nesting, and the nodes it expands to (an alias
+ * is a reference; a tree of aliases of aliases can name billions).
+ */
+#define CONF_MAX_BYTES (1 << 20)
+#define CONF_MAX_DEPTH 64
+#define CONF_MAX_NODES 100000
+
+/* The first event nested deeper than CONF_MAX_DEPTH, before loading. */
+static int check_depth(FILE *f, yaml_mark_t *where)
+{
+	yaml_parser_t parser;
+	yaml_event_t ev;
+	int depth = 0, ret = 0;
+
+	yaml_parser_initialize(&parser);
+	yaml_parser_set_input_file(&parser, f);
+	for (;;) {
+		if (!yaml_parser_parse(&parser, &ev))
+			break; /* the loader will say what is wrong */
+		if (ev.type == YAML_SEQUENCE_START_EVENT ||
+		    ev.type == YAML_MAPPING_START_EVENT) {
+			if (++depth > CONF_MAX_DEPTH) {
+				*where = ev.start_mark;
+				ret = -1;
+			}
+		} else if (ev.type == YAML_SEQUENCE_END_EVENT ||
+			   ev.type == YAML_MAPPING_END_EVENT) {
+			depth--;
+		}
+		if (ev.type == YAML_STREAM_END_EVENT || ret) {
+			yaml_event_delete(&ev);
+			break;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&parser);
+	rewind(f);
+	return ret;
+}
+
+/* How many nodes the document is once its aliases are followed, up to
+ * a budget; past CONF_MAX_DEPTH levels (an alias inside its own anchor
+ * makes a loop) it is over budget. */
+static size_t count_nodes(yaml_document_t *d, yaml_node_t *n, size_t budget, int depth)
+{
+	size_t seen = 1;
+	yaml_node_item_t *it;
+	yaml_node_pair_t *p;
+
+	if (!n || !budget)
+		return 1;
+	if (depth > CONF_MAX_DEPTH)
+		return budget + 1;
+	if (n->type == YAML_SEQUENCE_NODE) {
+		for (it = n->data.sequence.items.start;
+		     it < n->data.sequence.items.top && seen <= budget; it++)
+			seen += count_nodes(d, yaml_document_get_node(d, *it), budget - seen,
+					    depth + 1);
+	} else if (n->type == YAML_MAPPING_NODE) {
+		for (p = n->data.mapping.pairs.start;
+		     p < n->data.mapping.pairs.top && seen <= budget; p++) {
+			seen += count_nodes(d, yaml_document_get_node(d, p->key), budget - seen,
+					    depth + 1);
+			if (seen <= budget)
+				seen += count_nodes(d, yaml_document_get_node(d, p->value),
+						    budget - seen, depth + 1);
+		}
+	}
+	return seen;
+}
+
 struct config *config_load(const char *file)
 {
 	yaml_parser_t parser;
@@ -436,6 +596,23 @@ struct config *config_load(const char *file)
 	if (!f) {
 		fprintf(stderr, "%s: cannot open: %s\n", file, strerror(errno));
 		return NULL;
+	}
+	{
+		struct stat st;
+		yaml_mark_t m = { 0 };
+
+		if (!fstat(fileno(f), &st) && st.st_size > CONF_MAX_BYTES) {
+			fprintf(stderr, "%s: %lld bytes: a config file has at most %d\n", file,
+				(long long)st.st_size, CONF_MAX_BYTES);
+			fclose(f);
+			return NULL;
+		}
+		if (check_depth(f, &m)) {
+			fprintf(stderr, "%s:%zu:%zu: nested deeper than %d levels\n", file,
+				m.line + 1, m.column + 1, CONF_MAX_DEPTH);
+			fclose(f);
+			return NULL;
+		}
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->file = xstrdup(file);
@@ -458,6 +635,10 @@ struct config *config_load(const char *file)
 	root = yaml_document_get_root_node(&doc);
 	if (!root)
 		opt_error(&oc, (yaml_mark_t){ 0 }, "empty file: expected stages: and pipelines:");
+	else if (count_nodes(&doc, root, CONF_MAX_NODES, 1) > CONF_MAX_NODES)
+		opt_error(&oc, root->start_mark,
+			  "more than %d values, or %d levels, once its aliases are expanded",
+			  CONF_MAX_NODES, CONF_MAX_DEPTH);
 	else
 		parse_top(c, &oc, root);
 	yaml_document_delete(&doc);

@@ -26,6 +26,7 @@ void log_msg(int level, const char *prefix, const char *fmt, ...)
 void log_vmsg(int level, const char *prefix, const char *fmt, va_list ap);
 #define die_oom() log_fatal_oom(__FILE__, __LINE__)
 void log_fatal_oom(const char *file, int line) __attribute__((noreturn));
+bool log_to_journal(void);
 void *xcalloc(size_t n, size_t size);
 char *xstrdup(const char *s);
 
@@ -33,6 +34,9 @@ char *xstrdup(const char *s);
 struct metric;
 uint64_t *metrics_counter(const char *name);
 int64_t *metrics_gauge(const char *name);
+struct wggwd_hist *metrics_histogram(const char *name, const double *bounds,
+				     size_t n);
+void metrics_observe(struct wggwd_hist *h, double v);
 void metrics_dump(FILE *f, bool json);
 int metrics_write_file(const char *path);
 void metrics_reset(void);
@@ -42,6 +46,7 @@ struct plugin {
 	struct plugin *next;
 	char *path;
 	void *dl;
+	int fd;                   /* what dlopen read, open while loaded */
 	struct wggwd_plugin desc; /* copied: missing tail fields zero */
 	struct wggwd_ops ops;     /* likewise */
 };
@@ -91,6 +96,8 @@ struct stage_conf {
 	void *conf;            /* plugin's option struct */
 	yaml_mark_t mark;      /* the stage's key */
 	yaml_mark_t plugin_mark;
+	int opts_map;          /* its options: node, while the file is parsed */
+	bool opts_ok;          /* and they were all valid */
 	uint32_t pipelines;    /* how many pipelines use it */
 };
 struct pipeline_conf {
@@ -106,6 +113,8 @@ struct core_conf {
 	char *stats_file;
 	int64_t stats_interval_ms;
 	int64_t drain_timeout_ms;
+	struct sockaddr_storage http_listen; /* family 0: none */
+	char *control_socket;
 };
 struct config {
 	char *file;
@@ -120,6 +129,9 @@ struct config {
 struct config *config_load(const char *file);
 void config_free(struct config *c);
 extern const struct wggwd_opt core_opts[];
+/* What ops.link is told about stage i of a pipeline. */
+void pipeline_link_info(const struct pipeline_conf *pc, size_t i,
+			struct wggwd_link *l);
 
 /* pipeline.c / daemon.c */
 struct runtime;
@@ -129,6 +141,23 @@ int runtime_start(struct runtime *rt);
 void runtime_stop(struct runtime *rt, void (*done)(void *), void *arg);
 void runtime_free(struct runtime *rt);
 int daemon_run(const char *file);
+/* Re-read the file and replace the running pipelines (SIGHUP, `ctl
+ * reload`). cb (may be NULL) is called once with 0 and "reloaded", or
+ * -errno and why the old configuration keeps running (-EINVAL: the file is
+ * refused; -EIO: it did not start). Returns -EBUSY (cb not called) while
+ * stopping or reloading. */
+typedef void (*daemon_reload_cb)(void *arg, int status, const char *msg);
+int daemon_reload(daemon_reload_cb cb, void *arg);
+
+/* check.c: `wggwd check` (schema, warnings, then unless offline the
+ * preflight); 0 ok, 1 refused */
+int check_config(const char *file, bool offline, bool quiet);
+
+/* notify.c: systemd's notification protocol ($NOTIFY_SOCKET) */
+void notify_init(void);
+bool notify_enabled(void);
+void notify(const char *fmt, ...) WGGWD_PRINTF(1, 2);
+uint64_t notify_watchdog_usec(void); /* 0: no watchdog */
 
 /* host.c */
 extern struct wggwd_host host_services;
@@ -152,26 +181,88 @@ int host_init(uv_loop_t *loop);
 void host_shutdown(void);     /* refuse further posts, close the async */
 uint64_t now_mono_ns(void);
 uint64_t now_real_ns(void);
+uint64_t core_hash(const void *data, size_t len); /* keyed: SipHash */
 
 /* items */
+#define MAX_STEPS 64            /* a pipeline's steps (a store may be two) */
+#define ITEM_PKT_INLINE 160     /* an initiation is 148 bytes            */
+#define ITEM_ALLOWED_INLINE 4
+#define ITEM_SLOTS 12           /* slots kept in the item; more: on the heap */
 struct core_item {
 	struct wggwd_item pub;
+	struct wggwd_peer peer;
 	struct pipeline *pl;
 	unsigned step;
 	unsigned first_step;            /* 0, or where an injected item began */
+	uint64_t visited;               /* steps whose process/lookup ran */
 	struct wggwd_inst *pending_in;  /* the stage that returned PENDING */
+	struct wggwd_inst *injector;    /* host->inject's caller */
 	struct core_item *next_inflight;
 	bool in_inflight;
 	bool in_call;                   /* inside the stage's process() */
 	int deferred;                   /* complete() seen during process() */
+	uint8_t *pkt_heap;
+	uint32_t allowed_cap;
+	struct wggwd_allowed_ip *allowed_heap;
+	void **slots_heap;
+	void *slots[ITEM_SLOTS];
+	uint8_t pkt_inline[ITEM_PKT_INLINE];
+	struct wggwd_allowed_ip allowed_inline[ITEM_ALLOWED_INLINE];
+	/* ctl: told how the item finished; lookup_only: resolvers only */
+	void (*ctl)(void *arg, struct wggwd_item *it, int verdict, const char *stage);
+	void *ctl_arg;
+	bool lookup_only;
+	uint64_t t_step;                /* when a resolver was called */
 };
 uint64_t runtime_live_items(struct runtime *rt);
-void pipeline_item_emit(struct wggwd_inst *src, struct wggwd_item *it);
+int pipeline_item_emit(struct wggwd_inst *src, struct wggwd_item *it);
 void pipeline_item_complete(struct wggwd_inst *in, struct wggwd_item *it,
 			    int verdict);
-int pipeline_item_inject(struct wggwd_inst *in, struct wggwd_item *it);
+int pipeline_item_inject(struct wggwd_inst *in, struct wggwd_item *it, uint32_t flags);
+int pipeline_item_retire(struct wggwd_inst *in, const uint8_t *key, uint32_t reason);
+void **pipeline_item_slot(struct wggwd_inst *in, struct wggwd_item *it);
 struct wggwd_item *item_alloc(void);
 void item_release(struct wggwd_item *it);
+int item_set_pkt(struct wggwd_item *it, const void *data, size_t len);
+struct wggwd_allowed_ip *item_allowed_reserve(struct wggwd_item *it, size_t n);
+const char *reason_name(uint32_t reason);
+
+/* pipeline.c: for the control socket and the HTTP listener */
+typedef void (*ctl_item_cb)(void *arg, struct wggwd_item *it, int verdict,
+			    const char *stage);
+struct runtime *runtime_current(void);
+size_t runtime_n_inst(const struct runtime *rt);
+struct wggwd_inst *runtime_inst(struct runtime *rt, size_t i);
+int pipeline_ctl_evict(struct runtime *rt, const uint8_t *key, ctl_item_cb cb, void *arg);
+int pipeline_ctl_lookup(struct runtime *rt, const uint8_t *key, ctl_item_cb cb, void *arg);
+
+/* why.c: the last outcomes, per key and overall (`wggwd ctl why`) */
+void why_record(const uint8_t *key, uint64_t rx_real_ns, const char *pipeline,
+		const char *stage, int verdict, const struct wggwd_item *it);
+void why_reset(void);
+
+/* observe.c: time to the first handshake, peers on the interfaces */
+void observe_install(struct wggwd_inst *installer, const char *pipeline,
+		     const uint8_t *key, uint64_t rx_real_ns);
+void observe_start(uv_loop_t *loop);
+void observe_stop(void);
+
+/* observe.c: /metrics, /readyz and the control socket, for daemon.c */
+struct core_conf;
+int listeners_start(uv_loop_t *loop, const struct core_conf *cc);
+void listeners_stop(void);
+
+/* http.c: /metrics, /healthz, /readyz */
+int http_start(uv_loop_t *loop, const struct sockaddr *addr);
+void http_stop(void);
+
+/* ctl.c: the control socket (`wggwd ctl`) */
+int ctl_start(uv_loop_t *loop, const char *path);
+void ctl_stop(void);
+struct wggwd_cmd;
+void ctl_stage_reply(struct wggwd_cmd *cmd, int status, const char *json);
+/* ctl_client.c */
+int ctl_main(int argc, char **argv);
 
 /* util */
 int tai64n_to_unix(const uint8_t tai[12], int64_t *sec, uint32_t *nsec);

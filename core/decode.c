@@ -162,7 +162,7 @@ static void print_result(struct decoder *d, struct wggwd_item *it, int v,
 		       it->flags & WGGWD_ITEM_AUTHENTICATED ? "true" : "false");
 	} else {
 		printf(",\"error\":\"%s\",\"mac1_ok\":%s,\"authenticated\":false}\n",
-		       it->drop_reason ? it->drop_reason : "error",
+		       it->reason ? reason_name(it->reason) : "error",
 		       it->flags & WGGWD_ITEM_MAC1_OK ? "true" : "false");
 	}
 }
@@ -175,8 +175,11 @@ static void decode_one(struct decoder *d, const uint8_t *pkt, size_t len,
 
 	it->type = WGGWD_MSG_PKT;
 	it->transport = WGGWD_TR_UDP;
-	it->pkt_len = len;
-	memcpy(it->pkt, pkt, len < WGGWD_PKT_MAX ? len : WGGWD_PKT_MAX);
+	if (item_set_pkt(it, pkt, len)) {
+		item_release(it);
+		d->errors++;
+		return;
+	}
 	if (src) {
 		it->src = *src;
 		it->endpoint = *src;
@@ -334,6 +337,10 @@ int cmd_decode(int argc, char **argv)
 		fprintf(stderr, "wggwd decode: %s: cannot turn authentication off\n", decoder);
 		goto out;
 	}
+	/* one packet at a time, here: a decoder that can decode on threads
+	 * is told not to (it would answer PENDING) */
+	if ((o = find_opt(p->desc.opts, "threads")) != NULL)
+		opt_set_string(o, d.sc.conf, "0", err, sizeof(err));
 	for (i = 0; i < nset; i++) {
 		char name[128], *eq = strchr(sets[i], '=');
 
@@ -391,3 +398,14 @@ out_unload:
 	plugins_unload_all();
 	return ret;
 }
+
+#ifdef WGGWD_DECODE_MAIN
+int main(int argc, char **argv)
+{
+	if (sodium_init() < 0) {
+		fputs("wggwd decode: libsodium failed to initialise\n", stderr);
+		return 1;
+	}
+	return cmd_decode(argc, argv);
+}
+#endif

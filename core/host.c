@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "core.h"
+#include "metrics.h"
 
 uint64_t now_mono_ns(void)
 {
@@ -40,6 +41,81 @@ static void h_log(struct wggwd_inst *in, int level, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * Rate-limited logging: per call site (instance and format), at most
+ * RL_BURST lines per RL_WINDOW; the first line after a quiet spell says
+ * how many were left out. A fixed table: a site that loses its entry to
+ * another merely starts afresh.
+ */
+#define RL_SITES 256
+#define RL_BURST 5
+#define RL_WINDOW_NS (10 * 1000000000ull)
+
+static struct rl_site {
+	const struct wggwd_inst *in;
+	const char *fmt;
+	uint64_t start;
+	uint32_t lines, suppressed;
+} rl_sites[RL_SITES];
+
+static void h_log_limited(struct wggwd_inst *in, int level, const char *fmt, ...)
+{
+	uintptr_t k = (uintptr_t)fmt ^ ((uintptr_t)in >> 4);
+	struct rl_site *r = &rl_sites[(k ^ (k >> 9)) % RL_SITES];
+	uint64_t now = now_mono_ns();
+	va_list ap;
+
+	if (level > log_level)
+		return;
+	if (r->in != in || r->fmt != fmt || now - r->start >= RL_WINDOW_NS) {
+		if (r->in == in && r->fmt == fmt && r->suppressed)
+			log_msg(level, in ? in->prefix : "[?]",
+				"(%u similar messages suppressed)", r->suppressed);
+		r->in = in;
+		r->fmt = fmt;
+		r->start = now;
+		r->lines = r->suppressed = 0;
+	}
+	if (r->lines >= RL_BURST) {
+		r->suppressed++;
+		return;
+	}
+	r->lines++;
+	va_start(ap, fmt);
+	log_vmsg(level, in ? in->prefix : "[?]", fmt, ap);
+	va_end(ap);
+}
+
+static uint8_t hash_key[crypto_shorthash_KEYBYTES];
+
+uint64_t core_hash(const void *data, size_t len)
+{
+	uint8_t out[crypto_shorthash_BYTES];
+	uint64_t v;
+
+	crypto_shorthash(out, data, len, hash_key);
+	memcpy(&v, out, sizeof(v));
+	return v;
+}
+
+static const char *const stage_labels[] = { "stage", "plugin", "name", NULL };
+
+static struct wggwd_hist *h_histogram(struct wggwd_inst *in, const char *name,
+				      const double *bounds, size_t n)
+{
+	const char *v[] = { in->sc->name, in->p->desc.name, name };
+	struct family *f;
+	struct metric *m;
+	char full[256];
+
+	f = metrics_family("wggwd_stage_duration_seconds",
+			   "Durations a stage observes (its histogram `name`), in seconds",
+			   M_HIST, stage_labels);
+	snprintf(full, sizeof(full), "%s.%s", in->sc->name, name);
+	m = metrics_get(full, M_HIST, f, v, bounds, n);
+	return m ? &m->v.h : NULL;
+}
+
 static const char *h_name(struct wggwd_inst *in)
 {
 	return in->sc->name;
@@ -47,18 +123,145 @@ static const char *h_name(struct wggwd_inst *in)
 
 static uint64_t *h_counter(struct wggwd_inst *in, const char *name)
 {
+	static const char *const labels[] = { "stage", "plugin", "event", NULL };
+	const char *v[] = { in->sc->name, in->p->desc.name, name };
 	char full[256];
 
 	snprintf(full, sizeof(full), "%s.%s", in->sc->name, name);
-	return metrics_counter(full);
+	return metrics_cell(full, M_COUNTER, "wggwd_stage_events_total",
+			    "Events a stage counts (stats file: <stage>.<event>)", labels, v);
 }
 
 static int64_t *h_gauge(struct wggwd_inst *in, const char *name)
 {
+	const char *v[] = { in->sc->name, in->p->desc.name, name };
 	char full[256];
 
 	snprintf(full, sizeof(full), "%s.%s", in->sc->name, name);
-	return metrics_gauge(full);
+	return metrics_cell(full, M_GAUGE, "wggwd_stage_level",
+			    "Levels a stage reports (stats file: <stage>.<name>)", stage_labels, v);
+}
+
+/* ----------------------------------------------- metrics with labels */
+
+#define METRIC_LABELS 8
+
+struct wggwd_metric {
+	struct wggwd_metric *next;
+	struct family *f;
+	char *stage, *plugin, *flat; /* flat: "<stage>.<name>" */
+	uint32_t type;
+	size_t n_labels;             /* the plugin's own */
+	double *bounds;
+	size_t n_bounds;
+};
+
+static struct wggwd_metric *host_metrics;
+
+static bool metric_name_ok(const char *s)
+{
+	if (!s || !*s || (*s >= '0' && *s <= '9'))
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}
+
+static struct wggwd_metric *h_metric(struct wggwd_inst *in, const struct wggwd_metric_desc *d)
+{
+	static const enum mtype types[] = {
+		[WGGWD_METRIC_COUNTER] = M_COUNTER,
+		[WGGWD_METRIC_GAUGE] = M_GAUGE,
+		[WGGWD_METRIC_HISTOGRAM] = M_HIST,
+	};
+	const char *labels[METRIC_LABELS + 3] = { "stage", "plugin" };
+	struct wggwd_metric *m;
+	char name[256];
+	size_t n = 0, len;
+
+	if (!d || d->size < offsetof(struct wggwd_metric_desc, bounds) ||
+	    d->type < WGGWD_METRIC_COUNTER || d->type > WGGWD_METRIC_HISTOGRAM ||
+	    !metric_name_ok(d->name))
+		goto bad;
+	while (d->labels && d->labels[n]) {
+		if (n == METRIC_LABELS || !metric_name_ok(d->labels[n]) ||
+		    !strcmp(d->labels[n], "stage") || !strcmp(d->labels[n], "plugin") ||
+		    !strcmp(d->labels[n], "le"))
+			goto bad;
+		labels[n + 2] = d->labels[n];
+		n++;
+	}
+	len = strlen(d->name);
+	snprintf(name, sizeof(name), "wggwd_%s%s", d->name,
+		 d->type == WGGWD_METRIC_COUNTER &&
+		 (len < 6 || strcmp(d->name + len - 6, "_total")) ? "_total" : "");
+	for (m = host_metrics; m; m = m->next)
+		if (!strcmp(m->f->name, name) && !strcmp(m->stage, in->sc->name))
+			return m->n_labels == n && m->type == d->type ? m : NULL;
+	m = xcalloc(1, sizeof(*m));
+	m->f = metrics_family(name, d->help, types[d->type], labels);
+	if (!m->f || m->f->n_labels != n + 2) {
+		free(m);
+		goto bad;
+	}
+	m->stage = xstrdup(in->sc->name);
+	m->plugin = xstrdup(in->p->desc.name);
+	snprintf(name, sizeof(name), "%s.%s", in->sc->name, d->name);
+	m->flat = xstrdup(name);
+	m->type = d->type;
+	m->n_labels = n;
+	if (d->type == WGGWD_METRIC_HISTOGRAM && d->bounds && d->n_bounds) {
+		m->bounds = xcalloc(d->n_bounds, sizeof(double));
+		memcpy(m->bounds, d->bounds, d->n_bounds * sizeof(double));
+		m->n_bounds = d->n_bounds;
+	}
+	m->next = host_metrics;
+	host_metrics = m;
+	return m;
+bad:
+	h_log(in, WGGWD_LOG_ERROR, "metric %s: refused (a name of [a-zA-Z0-9_], at most %d labels, none named stage, plugin or le, and the same labels as before)",
+	      d && d->name ? d->name : "?", METRIC_LABELS);
+	return NULL;
+}
+
+static void *h_metric_cell(struct wggwd_metric *m, const char *const *values)
+{
+	const char *v[METRIC_LABELS + 2];
+	struct metric *c;
+	char flat[512];
+	size_t i, n;
+
+	if (!m)
+		return NULL;
+	v[0] = m->stage;
+	v[1] = m->plugin;
+	n = snprintf(flat, sizeof(flat), "%s", m->flat);
+	for (i = 0; i < m->n_labels; i++) {
+		v[i + 2] = values && values[i] ? values[i] : "";
+		if (n < sizeof(flat))
+			n += snprintf(flat + n, sizeof(flat) - n, ".%s", v[i + 2]);
+	}
+	c = metrics_get(flat, m->f->type, m->f, v, m->bounds, m->n_bounds);
+	if (!c)
+		return NULL;
+	return c->type == M_HIST ? (void *)&c->v.h : (void *)&c->v.c;
+}
+
+void metrics_host_reset(void)
+{
+	struct wggwd_metric *m, *n;
+
+	for (m = host_metrics; m; m = n) {
+		n = m->next;
+		free(m->stage);
+		free(m->plugin);
+		free(m->flat);
+		free(m->bounds);
+		free(m);
+	}
+	host_metrics = NULL;
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -307,8 +510,31 @@ static void h_item_free(struct wggwd_inst *in, struct wggwd_item *it)
 
 static int h_emit(struct wggwd_inst *in, struct wggwd_item *it)
 {
-	pipeline_item_emit(in, it);
-	return 0;
+	return pipeline_item_emit(in, it);
+}
+
+static int h_item_pkt(struct wggwd_inst *in, struct wggwd_item *it, const void *data,
+		      size_t len)
+{
+	(void)in;
+	return item_set_pkt(it, data, len);
+}
+
+static struct wggwd_allowed_ip *h_allowed_reserve(struct wggwd_inst *in,
+						  struct wggwd_item *it, size_t n)
+{
+	(void)in;
+	return item_allowed_reserve(it, n);
+}
+
+static void **h_slot(struct wggwd_inst *in, struct wggwd_item *it)
+{
+	return pipeline_item_slot(in, it);
+}
+
+static int h_retire(struct wggwd_inst *in, const uint8_t key[WGGWD_KEY_LEN], uint32_t reason)
+{
+	return pipeline_item_retire(in, key, reason);
 }
 
 static void h_complete(struct wggwd_inst *in, struct wggwd_item *it, int verdict)
@@ -327,9 +553,9 @@ static const struct wggwd_installer *h_installer(struct wggwd_inst *in)
 	return in->installer;
 }
 
-static int h_inject(struct wggwd_inst *in, struct wggwd_item *it)
+static int h_inject(struct wggwd_inst *in, struct wggwd_item *it, uint32_t flags)
 {
-	return pipeline_item_inject(in, it);
+	return pipeline_item_inject(in, it, flags);
 }
 
 struct wggwd_host host_services = {
@@ -337,23 +563,37 @@ struct wggwd_host host_services = {
 	.abi_major = WGGWD_ABI_MAJOR,
 	.abi_minor = WGGWD_ABI_MINOR,
 	.log = h_log,
+	.log_limited = h_log_limited,
 	.name = h_name,
+	.reason_name = reason_name,
 	.counter = h_counter,
 	.gauge = h_gauge,
+	.histogram = h_histogram,
+	.observe = metrics_observe,
+	.now_ns = now_mono_ns,
+	.realtime_ns = now_real_ns,
+	.hash = core_hash,
 	.timer_new = h_timer_new,
 	.timer_start = h_timer_start,
 	.timer_stop = h_timer_stop,
 	.timer_free = h_timer_free,
 	.queue_work = h_queue_work,
+	.post = h_post,
 	.item_new = h_item_new,
 	.item_free = h_item_free,
+	.item_pkt = h_item_pkt,
+	.allowed_reserve = h_allowed_reserve,
+	.slot = h_slot,
 	.emit = h_emit,
 	.complete = h_complete,
-	.post = h_post,
+	.inject = h_inject,
+	.retire = h_retire,
 	.stopped = h_stopped,
 	.secret_read = h_secret_read,
 	.installer = h_installer,
-	.inject = h_inject,
+	.metric = h_metric,
+	.metric_cell = h_metric_cell,
+	.reply = ctl_stage_reply,
 };
 
 int host_init(uv_loop_t *loop)
@@ -361,6 +601,9 @@ int host_init(uv_loop_t *loop)
 	int ret;
 
 	host_services.loop = loop;
+	if (sodium_init() < 0)
+		return -EIO;
+	randombytes_buf(hash_key, sizeof(hash_key));
 	ret = uv_async_init(loop, &post_async, on_post);
 	if (ret)
 		return ret;

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,7 @@ const char *msg_names(uint32_t mask, char *buf, size_t len)
 
 static void add_dir(struct search_path *sp, const char *dir)
 {
-	if (sp->n < ARRAY_SIZE(sp->dir) && *dir)
+	if (sp->n < ARRAY_SIZE(sp->dir) && dir && *dir)
 		sp->dir[sp->n++] = xstrdup(dir);
 }
 
@@ -101,39 +102,92 @@ static int check_owner_mode(const char *path, const struct stat *st,
 	return 0;
 }
 
-static int check_file_and_dir(const char *path, char *err, size_t errlen)
+/*
+ * Every directory from / down to `file`'s own: owned by root or us and
+ * writable by nobody else, save sticky ones like /tmp above the last.
+ * `file` is a resolved path (no links, no dots).
+ */
+static int check_dirs(char *file, char *err, size_t errlen)
 {
-	char dir[PATH_MAX], *slash;
 	struct stat st;
-	int ret;
+	char *slash;
+	int ret = 0;
 
-	if (stat(path, &st)) {
+	for (slash = file; slash && !ret; slash = strchr(slash + 1, '/')) {
+		char *cut = slash == file ? slash + 1 : slash; /* keep "/" */
+		char c = *cut;
+		bool own_dir = !strchr(slash + 1, '/');
+
+		*cut = '\0';
+		if (stat(file, &st)) {
+			snprintf(err, errlen, "%s: %s", file, strerror(errno));
+			ret = -errno;
+		} else if (!own_dir && (st.st_mode & S_ISVTX) &&
+			   (st.st_uid == 0 || st.st_uid == geteuid())) {
+			ret = 0; /* /tmp: nobody else may rename what is ours */
+		} else {
+			ret = check_owner_mode(file, &st, err, errlen);
+		}
+		*cut = c;
+		if (own_dir)
+			break;
+	}
+	return ret;
+}
+
+/*
+ * Open the plugin file so that what is checked is what is loaded: check
+ * the directories that hold the name we were given and those that hold
+ * the file it resolves to, open the file without following a link, check
+ * that descriptor; the caller loads it through /proc/self/fd. Returns
+ * the fd or -errno.
+ */
+static int open_checked(const char *path, char *err, size_t errlen)
+{
+	char real[PATH_MAX], dir[PATH_MAX], *slash;
+	struct stat st;
+	int fd, ret;
+
+	/* where the name lives: a link there is only as safe as its dir */
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	if (!realpath(slash ? (*dir ? dir : "/") : ".", real) ||
+	    strlen(real) + 3 > sizeof(real)) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -errno;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", path);
-		return -EINVAL;
-	}
-	ret = check_owner_mode(path, &st, err, errlen);
+	strcat(real, "/x"); /* check_dirs wants a file in the directory */
+	ret = check_dirs(real, err, errlen);
 	if (ret)
 		return ret;
-	if (!realpath(path, dir)) {
+	if (!realpath(path, real)) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -errno;
 	}
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else
-		*slash = '\0';
-	if (stat(dir, &st)) {
-		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+	ret = check_dirs(real, err, errlen);
+	if (ret)
+		return ret;
+	fd = open(real, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", real, strerror(errno));
 		return -errno;
 	}
-	/* a sticky, world-writable directory like /tmp is still unsafe:
-	 * anyone may add a file of the expected name before we look */
-	return check_owner_mode(dir, &st, err, errlen);
+	if (fstat(fd, &st)) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", real, strerror(errno));
+	} else if (!S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "%s: not a regular file", path);
+	} else {
+		ret = check_owner_mode(path, &st, err, errlen);
+	}
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
 }
 
 static const char *file_stem(const char *path, char *buf, size_t len)
@@ -146,6 +200,34 @@ static const char *file_stem(const char *path, char *buf, size_t len)
 	if (dot && dot[3] == '\0')
 		*dot = '\0';
 	return buf;
+}
+
+/* An op of a table that may be shorter than ours (an older minor). */
+#define OP(o, f) \
+	((o)->size >= offsetof(struct wggwd_ops, f) + sizeof(void *) ? (o)->f : NULL)
+
+/*
+ * The option tables in the host's layout: a plugin built against another
+ * minor has another stride; copy each entry (zero-filling what it lacks).
+ */
+static const struct wggwd_opt *opts_copy(const void *tbl, size_t stride)
+{
+	const struct wggwd_opt *o;
+	struct wggwd_opt *out;
+	size_t n = 0, i, len = stride < sizeof(*out) ? stride : sizeof(*out);
+
+	if (!tbl || stride == sizeof(*out))
+		return tbl;
+	while (((const struct wggwd_opt *)((const char *)tbl + n * stride))->name)
+		n++;
+	out = xcalloc(n + 1, sizeof(*out));
+	for (i = 0; i < n; i++) {
+		o = (const struct wggwd_opt *)((const char *)tbl + i * stride);
+		memcpy(&out[i], o, len);
+		if (out[i].sub)
+			out[i].sub = opts_copy(out[i].sub, stride);
+	}
+	return out;
 }
 
 static int check_desc(const char *path, const struct wggwd_plugin *d,
@@ -163,11 +245,13 @@ static int check_desc(const char *path, const struct wggwd_plugin *d,
 							   "minor is newer than the host's");
 		return -EPROTO;
 	}
-	if (d->size < offsetof(struct wggwd_plugin, ops) + sizeof(void *)) {
+	if (d->size < offsetof(struct wggwd_plugin, ops) + sizeof(void *) ||
+	    d->opt_size < offsetof(struct wggwd_opt, check)) {
 		snprintf(err, errlen,
-			 "%s: descriptor is %u bytes, ABI %u.0 needs at least %zu",
-			 path, d->size, WGGWD_ABI_MAJOR,
-			 offsetof(struct wggwd_plugin, ops) + sizeof(void *));
+			 "%s: descriptor is %u bytes (options %u), ABI %u.0 needs at least %zu (%zu)",
+			 path, d->size, d->opt_size, WGGWD_ABI_MAJOR,
+			 offsetof(struct wggwd_plugin, ops) + sizeof(void *),
+			 offsetof(struct wggwd_opt, check));
 		return -EPROTO;
 	}
 	if (!d->build_sig || strcmp(d->build_sig, WGGWD_BUILD_SIG)) {
@@ -188,7 +272,7 @@ static int check_desc(const char *path, const struct wggwd_plugin *d,
 	o = d->ops;
 	if (!o)
 		missing = "ops";
-	else if (o->size < offsetof(struct wggwd_ops, lookup))
+	else if (o->size < offsetof(struct wggwd_ops, destroy) + sizeof(void *))
 		missing = "ops (table too short)";
 	else if (!o->create)
 		missing = "create";
@@ -199,13 +283,12 @@ static int check_desc(const char *path, const struct wggwd_plugin *d,
 		missing = !o->start ? "start" : "stop";
 	else if (d->kind != WGGWD_SOURCE && !o->process)
 		missing = "process";
-	else if (d->kind == WGGWD_STORE &&
-		 (o->size < offsetof(struct wggwd_ops, done) || !o->lookup))
+	else if (d->kind == WGGWD_STORE && !OP(o, lookup))
 		missing = "lookup";
-	else if (d->kind == WGGWD_INSTALLER &&
-		 (o->size < sizeof(struct wggwd_ops) || !o->device || !o->dump ||
-		  !o->remove))
-		missing = "device, dump or remove";
+	else if (d->kind == WGGWD_INSTALLER && !OP(o, device))
+		missing = "device";
+	else if (d->kind == WGGWD_INSTALLER && !OP(o, dump))
+		missing = "dump";
 	if (missing) {
 		snprintf(err, errlen, "%s: %s plugin lacks the required op %s",
 			 path, kind_name(d->kind), missing);
@@ -218,23 +301,42 @@ static int check_desc(const char *path, const struct wggwd_plugin *d,
 	return 0;
 }
 
+/* A refused object stays mapped (NODELETE) under its /proc/self/fd name:
+ * keep that fd until exit, so that the name is never reused. */
+static int kept[64];
+static size_t n_kept;
+
+static void loaded_fd_keep(int fd)
+{
+	if (n_kept < ARRAY_SIZE(kept))
+		kept[n_kept++] = fd;
+	else
+		close(fd); /* 64 refusals in one process: the name may recur */
+}
+
 struct plugin *plugin_load_file(const char *path, char *err, size_t errlen)
 {
 	const struct wggwd_plugin *d;
 	struct plugin *p;
-	char stem[256];
+	char stem[256], fdpath[64];
 	void *dl;
+	int fd;
 
 	file_stem(path, stem, sizeof(stem));
 	for (p = loaded; p; p = p->next)
 		if (!strcmp(p->desc.name, stem))
 			return p;
-	if (check_file_and_dir(path, err, errlen))
+	fd = open_checked(path, err, errlen);
+	if (fd < 0)
 		return NULL;
 	/* NODELETE: a plugin's threads or atexit hooks may outlive us */
-	dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+	/* the fd stays open while the plugin is loaded: glibc knows objects
+	 * by name, and a reused /proc/self/fd/N would name the last one */
+	dl = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 	if (!dl) {
-		snprintf(err, errlen, "%s", dlerror());
+		snprintf(err, errlen, "%s: %s", path, dlerror());
+		close(fd);
 		return NULL;
 	}
 	d = dlsym(dl, WGGWD_PLUGIN_SYMBOL);
@@ -242,18 +344,22 @@ struct plugin *plugin_load_file(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: no symbol \"%s\": not a wggwd plugin",
 			 path, WGGWD_PLUGIN_SYMBOL);
 		dlclose(dl);
+		loaded_fd_keep(fd);
 		return NULL;
 	}
 	if (check_desc(path, d, stem, err, errlen)) {
 		dlclose(dl);
+		loaded_fd_keep(fd);
 		return NULL;
 	}
 	p = xcalloc(1, sizeof(*p));
 	p->path = xstrdup(path);
 	p->dl = dl;
+	p->fd = fd;
 	memcpy(&p->desc, d, d->size < sizeof(p->desc) ? d->size : sizeof(p->desc));
 	memcpy(&p->ops, d->ops,
 	       d->ops->size < sizeof(p->ops) ? d->ops->size : sizeof(p->ops));
+	p->desc.opts = opts_copy(d->opts, d->opt_size);
 	p->next = loaded;
 	loaded = p;
 	return p;
@@ -328,9 +434,12 @@ void plugins_unload_all(void)
 {
 	struct plugin *p, *n;
 
+	while (n_kept)
+		close(kept[--n_kept]);
 	for (p = loaded; p; p = n) {
 		n = p->next;
 		dlclose(p->dl);
+		close(p->fd);
 		free(p->path);
 		free(p);
 	}

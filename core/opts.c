@@ -40,7 +40,7 @@ static const char *expected(const struct wggwd_opt *o, char *buf, size_t len)
 	case WGGWD_OPT_STR: return "a string";
 	case WGGWD_OPT_INT: return "an integer";
 	case WGGWD_OPT_BOOL: return "true or false";
-	case WGGWD_OPT_DURATION: return "a duration (e.g. 250ms, 2s, 5m, 1h)";
+	case WGGWD_OPT_DURATION: return "a duration (e.g. 250ms, 2s, 5m, 1h; a bare number is seconds)";
 	case WGGWD_OPT_SIZE: return "a size (e.g. 4096, 64k, 8MiB)";
 	case WGGWD_OPT_ADDR: return "an address (1.2.3.4:5 or [::1]:5)";
 	case WGGWD_OPT_PATH: return "a path";

@@ -186,6 +186,22 @@ const char *wg_check_key_b64(const void *field, char *buf, size_t len)
 	return NULL;
 }
 
+const char *wg_check_ifname(const void *field, char *buf, size_t len)
+{
+	const char *s = *(char *const *)field;
+
+	if (!s)
+		return NULL;
+	/* the kernel's dev_valid_name(): no '/', ':' or white space */
+	if (!*s || strlen(s) > 15 || strpbrk(s, "/: \t\n\v\f\r") || !strcmp(s, ".") ||
+	    !strcmp(s, "..")) {
+		snprintf(buf, len, "expected an interface name (1 to 15 characters, no '/', ':' or blanks), got \"%.60s\"",
+			 s);
+		return buf;
+	}
+	return NULL;
+}
+
 const char *wg_check_allowed_ip(const void *field, char *buf, size_t len)
 {
 	const char *s = *(char *const *)field;
@@ -193,6 +209,82 @@ const char *wg_check_allowed_ip(const void *field, char *buf, size_t len)
 
 	if (wg_allowed_ip_parse(&ip, s)) {
 		snprintf(buf, len, "expected an address with a prefix length (10.0.0.2/32, fd00::2/128), got \"%.60s\"", s);
+		return buf;
+	}
+	return NULL;
+}
+
+/* n decimal digits at *s; -1 if not */
+static int digits(const char **s, int n)
+{
+	int v = 0;
+
+	while (n--) {
+		if (**s < '0' || **s > '9')
+			return -1;
+		v = v * 10 + (*(*s)++ - '0');
+	}
+	return v;
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int wg_time_parse(const char *s, int64_t *unix_s)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
+
+	y = digits(&s, 4);
+	if (y < 0 || *s++ != '-' || (mo = digits(&s, 2)) < 1 || mo > 12 || *s++ != '-' ||
+	    (d = digits(&s, 2)) < 1 || d > mdays[mo - 1] ||
+	    (mo == 2 && d == 29 && (y % 4 || (y % 100 == 0 && y % 400))) ||
+	    (*s != 'T' && *s != 't' && *s != ' '))
+		return -EINVAL;
+	s++;
+	if ((h = digits(&s, 2)) < 0 || h > 23 || *s++ != ':' || (mi = digits(&s, 2)) < 0 ||
+	    mi > 59 || *s++ != ':' || (sec = digits(&s, 2)) < 0 || sec > 60)
+		return -EINVAL;
+	if (*s == '.') {
+		if (*++s < '0' || *s > '9')
+			return -EINVAL;
+		while (*s >= '0' && *s <= '9')
+			s++;
+	}
+	if (*s == 'Z' || *s == 'z') {
+		s++;
+	} else if (*s == '+' || *s == '-') {
+		sign = *s++ == '-' ? -1 : 1;
+		if ((oh = digits(&s, 2)) < 0 || oh > 23 || *s++ != ':' ||
+		    (om = digits(&s, 2)) < 0 || om > 59)
+			return -EINVAL;
+	} else {
+		return -EINVAL;
+	}
+	if (*s)
+		return -EINVAL;
+	*unix_s = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + (sec == 60 ? 59 : sec) -
+		  sign * (oh * 3600 + om * 60);
+	return 0;
+}
+
+const char *wg_check_time(const void *field, char *buf, size_t len)
+{
+	const char *s = *(char *const *)field;
+	int64_t t;
+
+	if (wg_time_parse(s, &t)) {
+		snprintf(buf, len, "expected an RFC 3339 time (2026-12-31T23:00:00Z), got \"%.60s\"", s);
 		return buf;
 	}
 	return NULL;

@@ -36,6 +36,15 @@ bool wg_sockaddr_equal(const union wggwd_sockaddr *a, const union wggwd_sockaddr
 /* Option checkers for option tables (struct wggwd_opt.check). */
 const char *wg_check_key_b64(const void *field, char *buf, size_t len);
 const char *wg_check_allowed_ip(const void *field, char *buf, size_t len);
+/* an interface name as the kernel takes it (dev_valid_name): 1 to 15
+ * characters, not "." or "..", no '/', ':' or white space */
+const char *wg_check_ifname(const void *field, char *buf, size_t len);
+
+/* An RFC 3339 time ("2026-12-02T10:00:00Z", "...T11:00:00.5+01:00") as
+ * Unix seconds (a fraction is dropped). 0, or -EINVAL. */
+int wg_time_parse(const char *s, int64_t *unix_s);
+/* An option checker for it. */
+const char *wg_check_time(const void *field, char *buf, size_t len);
 
 /* Read a base64 WireGuard key from a secret file through the host. */
 int wg_key_from_secret_file(const struct wggwd_host *host, struct wggwd_inst *self,

@@ -3,6 +3,7 @@
 #include "noise.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,6 +441,28 @@ int noise_tai64n_to_unix(const uint8_t tai[NOISE_TAI64N_LEN], int64_t *sec,
 	return 0;
 }
 
+bool noise_tai64n_within(const uint8_t tai[NOISE_TAI64N_LEN], uint64_t realtime_ns,
+			 int64_t max_skew_ms)
+{
+	int64_t sec, now_sec, slack, ms;
+	uint32_t nsec;
+
+	if (max_skew_ms < 0 || noise_tai64n_to_unix(tai, &sec, &nsec))
+		return false;
+	/* whole seconds first, so that no product can overflow: sec is
+	 * anything in [-2^62 - 10, 2^62 - 11], now_sec below 2^35 */
+	if (max_skew_ms > INT64_MAX / 4)
+		max_skew_ms = INT64_MAX / 4;
+	now_sec = (int64_t)(realtime_ns / 1000000000u);
+	slack = max_skew_ms / 1000 + 1;
+	if (sec < now_sec - slack || sec > now_sec + slack)
+		return false;
+	/* |sec - now_sec| <= slack < 2^61 / 1000 */
+	ms = (sec - now_sec) * 1000 + (int64_t)(nsec / 1000000u) -
+	     (int64_t)(realtime_ns % 1000000000u / 1000000u);
+	return ms <= max_skew_ms && ms >= -max_skew_ms;
+}
+
 /* ---- responder ---------------------------------------------------------- */
 
 int noise_responder_init(struct noise_responder *r,
@@ -479,7 +502,8 @@ void noise_responder_wipe(struct noise_responder *r)
  * Fixed array of entries allocated up front; a chained hash table
  * (indices, power-of-two buckets) and a doubly linked LRU list through the
  * same entries. The hash is SipHash with a random key because the static
- * keys are chosen by whoever sends packets.
+ * keys are chosen by whoever sends packets. One mutex guards it all: it is
+ * held for a lookup or an insertion (~100 ns), never across an X25519.
  */
 
 #define NIL			UINT32_MAX
@@ -504,6 +528,7 @@ struct noise_ss_cache {
 	uint8_t owner[NOISE_KEY_LEN];	/* responder public key, once used */
 	bool bound;
 	uint64_t hits, misses, evictions;
+	pthread_mutex_t lock;
 };
 
 struct noise_ss_cache *noise_ss_cache_new(size_t capacity)
@@ -522,6 +547,11 @@ struct noise_ss_cache *noise_ss_cache_new(size_t capacity)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
+	if (pthread_mutex_init(&c->lock, NULL)) {
+		free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
 	while (nb < capacity)
 		nb <<= 1;
 	c->capacity = (uint32_t)capacity;
@@ -549,6 +579,7 @@ void noise_ss_cache_free(struct noise_ss_cache *c)
 		sodium_memzero(c->e, (size_t)c->capacity * sizeof(*c->e));
 	free(c->e);
 	free(c->buckets);
+	pthread_mutex_destroy(&c->lock);
 	sodium_memzero(c, sizeof(*c));
 	free(c);
 }
@@ -559,11 +590,13 @@ void noise_ss_cache_stats(const struct noise_ss_cache *c,
 	memset(st, 0, sizeof(*st));
 	if (!c)
 		return;
+	pthread_mutex_lock((pthread_mutex_t *)&c->lock);
 	st->hits = c->hits;
 	st->misses = c->misses;
 	st->evictions = c->evictions;
 	st->size = c->size;
 	st->capacity = c->capacity;
+	pthread_mutex_unlock((pthread_mutex_t *)&c->lock);
 }
 
 /* Entries are only valid for the responder key that made them. */
@@ -660,17 +693,54 @@ static uint32_t cache_claim(struct noise_ss_cache *c, uint32_t b,
 	return i;
 }
 
-/* ss = DH(our priv, their static), through the cache when there is one. */
+/* Under c->lock: the entry for pub becomes the newest, holding ss. */
+static void cache_put_locked(struct noise_ss_cache *c,
+			     const struct noise_responder *r,
+			     const uint8_t pub[NOISE_KEY_LEN],
+			     const uint8_t ss[NOISE_KEY_LEN])
+{
+	uint32_t b, i;
+
+	cache_bind(c, r);
+	b = cache_bucket(c, pub);
+	i = cache_find(c, b, pub);
+	if (i == NIL) {
+		i = cache_claim(c, b, pub);
+	} else {
+		lru_unlink(c, i);
+		lru_push_front(c, i);
+	}
+	memcpy(c->e[i].ss, ss, NOISE_KEY_LEN);
+}
+
+void noise_ss_cache_put(struct noise_ss_cache *c,
+			const struct noise_responder *r,
+			const uint8_t pub[NOISE_KEY_LEN],
+			const uint8_t ss[NOISE_KEY_LEN])
+{
+	if (!c || !c->capacity)
+		return;
+	pthread_mutex_lock(&c->lock);
+	cache_put_locked(c, r, pub, ss);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * ss = DH(our priv, their static), through the cache when there is one.
+ * On a miss the DH is computed outside the lock; it is then added to the
+ * cache, or, when `miss` is given, handed to the caller to add later.
+ */
 static int static_static(const struct noise_responder *r,
 			 struct noise_ss_cache *c,
 			 const uint8_t pub[NOISE_KEY_LEN],
-			 uint8_t ss[NOISE_KEY_LEN])
+			 uint8_t ss[NOISE_KEY_LEN], struct noise_ss_miss *miss)
 {
 	uint32_t b, i;
 
 	if (!c || !c->capacity)
 		return crypto_scalarmult(ss, r->private_key, pub);
 
+	pthread_mutex_lock(&c->lock);
 	cache_bind(c, r);
 	b = cache_bucket(c, pub);
 	i = cache_find(c, b, pub);
@@ -679,15 +749,23 @@ static int static_static(const struct noise_responder *r,
 		lru_unlink(c, i);
 		lru_push_front(c, i);
 		memcpy(ss, c->e[i].ss, NOISE_KEY_LEN);
+		pthread_mutex_unlock(&c->lock);
 		return 0;
 	}
 	c->misses++;
+	pthread_mutex_unlock(&c->lock);
 	/* Low-order keys are not cached: a repeat costs no more than a fresh
 	 * key would, and the cache keeps only usable entries. */
 	if (crypto_scalarmult(ss, r->private_key, pub) != 0)
 		return -1;
-	i = cache_claim(c, b, pub);
-	memcpy(c->e[i].ss, ss, NOISE_KEY_LEN);
+	if (miss) {
+		memcpy(miss->ss, ss, NOISE_KEY_LEN);
+		miss->set = true;
+		return 0;
+	}
+	pthread_mutex_lock(&c->lock);
+	cache_put_locked(c, r, pub, ss);
+	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
 
@@ -755,12 +833,13 @@ static enum noise_result open_static(const struct noise_responder *r,
  * final hash only matters to whoever builds the response. */
 static enum noise_result open_timestamp(const struct noise_responder *r,
 					struct noise_ss_cache *c,
+					struct noise_ss_miss *miss,
 					struct handshake *hs,
 					const uint8_t *pkt,
 					const uint8_t spub[NOISE_KEY_LEN],
 					uint8_t tai[NOISE_TAI64N_LEN])
 {
-	if (static_static(r, c, spub, hs->dh) != 0)
+	if (static_static(r, c, spub, hs->dh, miss) != 0)
 		return NOISE_ERR_TIMESTAMP;
 	mix_dh(hs);
 	if (aead_open(tai, pkt + OFF_TIMESTAMP, LEN_TIMESTAMP, hs->k,
@@ -769,16 +848,31 @@ static enum noise_result open_timestamp(const struct noise_responder *r,
 	return NOISE_OK;
 }
 
-enum noise_result noise_decode(const struct noise_responder *r,
-			       struct noise_ss_cache *c,
-			       const uint8_t *pkt, size_t len,
-			       bool authenticate,
-			       struct noise_initiation *out)
+enum noise_result noise_precheck(const struct noise_responder *r,
+				 const uint8_t *pkt, size_t len)
+{
+	if (!pkt || len != NOISE_INIT_LEN)
+		return NOISE_ERR_LENGTH;
+	if (get_le32(pkt) != MSG_INITIATION)
+		return NOISE_ERR_TYPE;
+	if (!mac1_valid(r, pkt))
+		return NOISE_ERR_MAC1;
+	return NOISE_OK;
+}
+
+enum noise_result noise_decode_lookup(const struct noise_responder *r,
+				      struct noise_ss_cache *c,
+				      const uint8_t *pkt, size_t len,
+				      bool authenticate,
+				      struct noise_initiation *out,
+				      struct noise_ss_miss *miss)
 {
 	struct handshake hs;
 	enum noise_result ret;
 
 	memset(out, 0, sizeof(*out));
+	if (miss)
+		sodium_memzero(miss, sizeof(*miss));
 	if (!pkt || len != NOISE_INIT_LEN)
 		return NOISE_ERR_LENGTH;
 	if (get_le32(pkt) != MSG_INITIATION)
@@ -796,13 +890,24 @@ enum noise_result noise_decode(const struct noise_responder *r,
 	}
 	if (!authenticate)
 		goto out;
-	ret = open_timestamp(r, c, &hs, pkt, out->public_key, out->tai64n);
+	ret = open_timestamp(r, c, miss, &hs, pkt, out->public_key, out->tai64n);
 	if (ret != NOISE_OK) {
 		memset(out->tai64n, 0, NOISE_TAI64N_LEN);
+		if (miss)
+			sodium_memzero(miss, sizeof(*miss));
 		goto out;
 	}
 	out->authenticated = true;
 out:
 	sodium_memzero(&hs, sizeof(hs));
 	return ret;
+}
+
+enum noise_result noise_decode(const struct noise_responder *r,
+			       struct noise_ss_cache *c,
+			       const uint8_t *pkt, size_t len,
+			       bool authenticate,
+			       struct noise_initiation *out)
+{
+	return noise_decode_lookup(r, c, pkt, len, authenticate, out, NULL);
 }

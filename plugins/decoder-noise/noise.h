@@ -17,6 +17,7 @@
 #define NOISE_HASH_LEN	32
 #define NOISE_INIT_LEN	148
 #define NOISE_TAI64N_LEN 12
+#define NOISE_OFF_EPHEMERAL 8	/* the initiator's ephemeral in a packet */
 
 enum noise_result {
 	NOISE_OK = 0,
@@ -52,9 +53,10 @@ void noise_responder_wipe(struct noise_responder *r);
 /*
  * Bounded LRU: initiator static public key -> DH(our priv, their static).
  * A cache serves one responder key at a time: using it with another
- * responder empties it first. It is not thread-safe: give each decoding
- * thread its own. Hashing is keyed (SipHash, random key), so chosen static
- * keys cannot degrade the table. Entries are wiped on eviction and free.
+ * responder empties it first. It is thread-safe (one mutex, never held
+ * across an X25519), so decoding threads can share one. Hashing is keyed
+ * (SipHash, random key), so chosen static keys cannot degrade the table.
+ * Entries are wiped on eviction and free.
  */
 struct noise_ss_cache;
 
@@ -83,6 +85,13 @@ struct noise_initiation {
 };
 
 /*
+ * The cheap checks alone (length, type, mac1: one BLAKE2s, no X25519):
+ * NOISE_OK if the packet is worth a decode.
+ */
+enum noise_result noise_precheck(const struct noise_responder *r,
+				 const uint8_t *pkt, size_t len);
+
+/*
  * Checks are done cheapest first: length, type, mac1, static, timestamp.
  * authenticate=false stops after the static key (authenticated=false, one
  * X25519); true also does the ss DH (cached in c, which may be NULL) and
@@ -100,6 +109,29 @@ enum noise_result noise_decode(const struct noise_responder *r,
 			       const uint8_t *pkt, size_t len,
 			       bool authenticate,
 			       struct noise_initiation *out);
+
+/*
+ * As noise_decode, but the cache is only read: on a miss the computed ss
+ * (secret: wipe it) is handed back in *miss (set = true), for the caller
+ * to add with noise_ss_cache_put once the key has proved worth keeping, so
+ * that a flood of fresh keys cannot push known ones out. miss->set is
+ * false on a hit, without a cache, or when the timestamp did not open.
+ */
+struct noise_ss_miss {
+	bool set;
+	uint8_t ss[NOISE_KEY_LEN];
+};
+enum noise_result noise_decode_lookup(const struct noise_responder *r,
+				      struct noise_ss_cache *c,
+				      const uint8_t *pkt, size_t len,
+				      bool authenticate,
+				      struct noise_initiation *out,
+				      struct noise_ss_miss *miss);
+/* Add (or refresh) pub's ss, as the most recently used. */
+void noise_ss_cache_put(struct noise_ss_cache *c,
+			const struct noise_responder *r,
+			const uint8_t pub[NOISE_KEY_LEN],
+			const uint8_t ss[NOISE_KEY_LEN]);
 
 /* Exposed for tests. All return 0 on success, -1 on bad arguments. */
 /* BLAKE2s (RFC 7693), 1..32-byte digest, optional 0..32-byte key. */
@@ -122,5 +154,11 @@ void noise_initial_hash(uint8_t out[NOISE_HASH_LEN]);
  * Returns -1 if the label is out of range or nsec >= 1e9. */
 int noise_tai64n_to_unix(const uint8_t tai[NOISE_TAI64N_LEN], int64_t *sec,
 			 uint32_t *nsec);
+
+/* Is tai a valid timestamp within max_skew_ms (>= 0) of realtime_ns
+ * (CLOCK_REALTIME)? Any label, however far off, is judged without
+ * overflow. */
+bool noise_tai64n_within(const uint8_t tai[NOISE_TAI64N_LEN], uint64_t realtime_ns,
+			 int64_t max_skew_ms);
 
 #endif

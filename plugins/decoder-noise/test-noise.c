@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Copyright (C) 2026 wggwd authors */
 #include "noise.h"
+#include "replay.h"
 
 #include <blake2.h>
 #include <jansson.h>
@@ -259,6 +260,171 @@ static void test_tai64n(void)
 	check(noise_tai64n_to_unix(tai, &sec, &nsec) < 0, "TAI64N nsec >= 1e9 refused");
 	hex_to(tai, 12, "800000000000000000000000");
 	check(noise_tai64n_to_unix(tai, &sec, &nsec) < 0, "TAI64N label >= 2^63 refused");
+}
+
+static void tai_make(uint8_t tai[12], uint64_t label, uint32_t nsec)
+{
+	for (int i = 0; i < 8; i++)
+		tai[i] = (uint8_t)(label >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		tai[8 + i] = (uint8_t)(nsec >> (24 - 8 * i));
+}
+
+/* issue 12: sec * 1000 overflowed, and a timestamp from the far future
+ * could wrap into the max_skew window. */
+static void test_skew(void)
+{
+	const uint64_t now_ns = 1796178594123456789ull, now_s = now_ns / 1000000000u;
+	const uint64_t now_ms = now_ns / 1000000u, base = 0x400000000000000aull;
+	const int64_t max = 5000;
+	uint64_t wrap;
+	uint8_t tai[12];
+
+	tai_make(tai, base + now_s, 123000000);
+	check(noise_tai64n_within(tai, now_ns, max), "skew: now is within 5 s");
+	tai_make(tai, base + now_s + 4, 0);
+	check(noise_tai64n_within(tai, now_ns, max), "skew: now + 3.9 s is within 5 s");
+	tai_make(tai, base + now_s + 5, 200000000);
+	check(!noise_tai64n_within(tai, now_ns, max), "skew: now + 5.08 s is not");
+	tai_make(tai, base + now_s - 5, 100000000);
+	check(!noise_tai64n_within(tai, now_ns, max), "skew: now - 5.02 s is not");
+	tai_make(tai, base + now_s - 4, 900000000);
+	check(noise_tai64n_within(tai, now_ns, max), "skew: now - 4.2 s is within 5 s");
+	tai_make(tai, base + now_s, 0);
+	check(noise_tai64n_within(tai, now_ns, 0) == false &&
+	      noise_tai64n_within(tai, now_s * 1000000000u, 0),
+	      "skew: 0 takes exactly now only");
+	/* sec * 1000 == 2^64 + now_ms (+ < 1 s): wrapped into the window */
+	wrap = (uint64_t)((((unsigned __int128)1 << 64) + now_ms + 999) / 1000);
+	tai_make(tai, base + wrap, 0);
+	check(!noise_tai64n_within(tai, now_ns, max),
+	      "skew: %llu s after 1970 (sec * 1000 wraps to now) is far off",
+	      (unsigned long long)wrap);
+	tai_make(tai, 0x7fffffffffffffffull, 0);
+	check(!noise_tai64n_within(tai, now_ns, max),
+	      "skew: TAI64N label 0x7fffffffffffffff (2^62 - 11 s after 1970) is far off");
+	tai_make(tai, base + (1ull << 61), 0);
+	check(!noise_tai64n_within(tai, now_ns, max), "skew: 2^61 s after 1970 is far off");
+	tai_make(tai, 1ull << 62, 0);
+	check(!noise_tai64n_within(tai, now_ns, max), "skew: label 2^62 (1970) is far off");
+	tai_make(tai, 0, 0);
+	check(!noise_tai64n_within(tai, now_ns, max), "skew: label 0 (2^62 s before 1970) is far off");
+	tai_make(tai, 0x7fffffffffffffffull, 0);
+	check(!noise_tai64n_within(tai, now_ns, INT64_MAX) &&
+	      !noise_tai64n_within(tai, UINT64_MAX, INT64_MAX),
+	      "skew: the largest label against the largest window, no overflow");
+	tai_make(tai, 0, 0);
+	check(!noise_tai64n_within(tai, 0, INT64_MAX), "skew: the smallest label, no overflow");
+	tai_make(tai, 0x8000000000000000ull, 0);
+	check(!noise_tai64n_within(tai, now_ns, INT64_MAX), "skew: a label >= 2^63 is refused");
+}
+
+static uint64_t hash_keyed(const void *data, size_t len)
+{
+	static uint8_t k[crypto_shorthash_KEYBYTES];
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t v;
+
+	crypto_shorthash(h, data, len, k);
+	memcpy(&v, h, sizeof(v));
+	return v;
+}
+
+/* every key in one bucket: the chains must still work */
+static uint64_t hash_flat(const void *data, size_t len)
+{
+	(void)data;
+	(void)len;
+	return 7;
+}
+
+static void test_replay_with(noise_hash_fn hash, const char *name)
+{
+	struct noise_replay *t = noise_replay_new(3, hash);
+	struct noise_replay_stats st;
+	uint8_t k[5][32], t1[12], t2[12], t3[12];
+	int i;
+
+	if (!check(t != NULL, "replay (%s): a table of 3", name))
+		return;
+	for (i = 0; i < 5; i++)
+		memset(k[i], 'a' + i, 32);
+	tai_make(t1, 0x400000006b05b439ull, 0x21000000);
+	tai_make(t2, 0x400000006b05b439ull, 0x22000000);
+	tai_make(t3, 0x400000006b05b43aull, 0);
+	check(!noise_replay_seen(t, k[0], t1), "replay (%s): an unknown key is not a replay", name);
+	noise_replay_record(t, k[0], t2);
+	check(noise_replay_seen(t, k[0], t2) && noise_replay_seen(t, k[0], t1) &&
+	      !noise_replay_seen(t, k[0], t3),
+	      "replay (%s): the same timestamp and an older one are, a newer one is not", name);
+	noise_replay_record(t, k[0], t1);
+	check(noise_replay_seen(t, k[0], t2) && !noise_replay_seen(t, k[0], t3),
+	      "replay (%s): recording an older one keeps the newest", name);
+	check(!noise_replay_seen(t, k[1], t1), "replay (%s): per key", name);
+	noise_replay_record(t, k[1], t1);
+	noise_replay_record(t, k[2], t1);
+	noise_replay_record(t, k[0], t3); /* k[0] most recent: k[1] is the oldest */
+	noise_replay_record(t, k[3], t1);
+	noise_replay_stats(t, &st);
+	check(st.size == 3 && st.capacity == 3 && st.evictions == 1 &&
+	      !noise_replay_seen(t, k[1], t1) && noise_replay_seen(t, k[0], t3) &&
+	      noise_replay_seen(t, k[2], t1) && noise_replay_seen(t, k[3], t1),
+	      "replay (%s): full, the least recently recorded key is forgotten", name);
+	noise_replay_record(t, k[4], t2);
+	noise_replay_record(t, k[1], t3);
+	check(noise_replay_seen(t, k[4], t2) && noise_replay_seen(t, k[1], t3) &&
+	      noise_replay_seen(t, k[3], t1) && !noise_replay_seen(t, k[2], t1) &&
+	      !noise_replay_seen(t, k[0], t3),
+	      "replay (%s): eviction keeps the chains whole", name);
+	noise_replay_free(t);
+}
+
+/* The newest initiation's ephemeral: a copy is known before any X25519. */
+static void test_replay_eph(noise_hash_fn hash, const char *name)
+{
+	struct noise_replay *t = noise_replay_new(2, hash);
+	uint8_t k[3][32], e[4][32], t1[12], t2[12];
+	int i;
+
+	if (!check(t != NULL, "replay ephemerals (%s): a table of 2", name))
+		return;
+	for (i = 0; i < 3; i++)
+		memset(k[i], 'a' + i, 32);
+	for (i = 0; i < 4; i++)
+		memset(e[i], 'p' + i, 32);
+	tai_make(t1, 0x400000006b05b439ull, 0x21000000);
+	tai_make(t2, 0x400000006b05b439ull, 0x22000000);
+	noise_replay_record_initiation(t, k[0], t1, e[0]);
+	check(noise_replay_seen_ephemeral(t, e[0]) && !noise_replay_seen_ephemeral(t, e[1]),
+	      "replay ephemerals (%s): the recorded initiation's, only", name);
+	noise_replay_record_initiation(t, k[0], t2, e[1]);
+	noise_replay_record_initiation(t, k[0], t1, e[2]); /* older: ignored */
+	check(!noise_replay_seen_ephemeral(t, e[0]) && noise_replay_seen_ephemeral(t, e[1]) &&
+	      !noise_replay_seen_ephemeral(t, e[2]),
+	      "replay ephemerals (%s): the newest initiation's only", name);
+	noise_replay_record(t, k[1], t1);
+	noise_replay_record_initiation(t, k[2], t1, e[3]); /* evicts k[0] */
+	check(!noise_replay_seen_ephemeral(t, e[1]) && noise_replay_seen_ephemeral(t, e[3]) &&
+	      !noise_replay_seen(t, k[0], t1),
+	      "replay ephemerals (%s): forgotten with their key", name);
+	noise_replay_free(t);
+}
+
+static void test_replay(void)
+{
+	struct noise_replay *t;
+	uint8_t k[32] = { 1 }, tai[12] = { 0x40 };
+
+	test_replay_with(hash_keyed, "keyed hash");
+	test_replay_with(hash_flat, "one bucket");
+	test_replay_eph(hash_keyed, "keyed hash");
+	test_replay_eph(hash_flat, "one bucket");
+	t = noise_replay_new(0, hash_keyed);
+	noise_replay_record(t, k, tai);
+	check(t && !noise_replay_seen(t, k, tai), "replay: capacity 0 remembers nothing");
+	noise_replay_free(t);
+	check(!noise_replay_new((1u << 24) + 1, hash_keyed) && !noise_replay_new(1, NULL),
+	      "replay: capacity > 2^24 or no hash refused");
 }
 
 static void test_strings(void)
@@ -608,6 +774,8 @@ int main(int argc, char **argv)
 	test_kdf();
 	test_constants(root);
 	test_tai64n();
+	test_skew();
+	test_replay();
 	test_strings();
 	test_vectors(root);
 	test_cache(root);

@@ -8,14 +8,30 @@
  * re-handshakes every two minutes while traffic flows, so the handshake
  * alone would call a busy peer idle. A peer whose client knocked within
  * `grace` (an initiation went through the pipeline) is in the middle of a
- * handshake and is left alone. Optionally keep at most `max_peers`, evicting the least
- * recently active first.
+ * handshake and is left alone. Optionally keep at most `max_peers`, evicting
+ * the least recently active first.
+ *
+ * A session carries data until its handshake is REJECT_AFTER_TIME (180 s)
+ * old. A client evicted before that keeps sending into a session the
+ * gateway no longer has, and only initiates again ~15 s later (keepalive
+ * timeout plus rekey timeout): an eviction it notices. Once its last
+ * handshake is older, it must initiate before it can send, and the JIT
+ * path brings it back in milliseconds. So, unless `evict_live`, a peer
+ * idle for `idle` stays until its last handshake is 180 s old: idle is
+ * "no activity for `idle`, and no live session" (with the default 3m the
+ * second follows from the first). Budget pressure (`max_peers`) still
+ * evicts live peers when it must, those with dead sessions first, and
+ * counts them (evicted_live).
+ *
+ * Which peers are ours, and since when, the installer's dump says (origin,
+ * installed_ns); this keeps only activity. Removals go through the pipeline
+ * (host->retire); a removal item that reaches process() ends the tracking.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "wgtable.h"
 #include "wgutil.h"
 
 struct conf {
@@ -24,14 +40,18 @@ struct conf {
 	int64_t grace_ms;
 	int64_t max_peers;
 	bool all_peers;
+	bool evict_live;
 };
+
+/* WireGuard's REJECT_AFTER_TIME: a session older than this carries nothing. */
+#define REJECT_AFTER_MS 180000
 
 static const struct wggwd_opt opts[] = {
 	{ .name = "interval", .type = WGGWD_OPT_DURATION, .def = "10s", .min = 10, .max = 3600000,
 	  .offset = offsetof(struct conf, interval_ms), .help = "how often the interface's peers are checked" },
 	{ .name = "idle", .type = WGGWD_OPT_DURATION, .def = "3m", .min = 1000, .max = 86400000LL * 30,
 	  .offset = offsetof(struct conf, idle_ms),
-	  .help = "remove a peer with no handshake and no received traffic for this long" },
+	  .help = "remove a peer with no handshake and no received traffic for this long, once its session cannot carry data any more (its last handshake is 180 s old: REJECT_AFTER_TIME; see evict_live). Under 3m is warned about at start" },
 	{ .name = "grace", .type = WGGWD_OPT_DURATION, .def = "30s", .min = 0, .max = 3600000,
 	  .offset = offsetof(struct conf, grace_ms),
 	  .help = "a peer installed or knocking within this long is never removed; one that has not completed a handshake this long after install is" },
@@ -41,14 +61,17 @@ static const struct wggwd_opt opts[] = {
 	{ .name = "all_peers", .type = WGGWD_OPT_BOOL, .def = "false",
 	  .offset = offsetof(struct conf, all_peers),
 	  .help = "also evict peers this daemon did not install (configured by hand, or before a restart)" },
+	{ .name = "evict_live", .type = WGGWD_OPT_BOOL, .def = "false",
+	  .offset = offsetof(struct conf, evict_live),
+	  .help = "evict a peer idle for `idle` even while its session is live (last handshake under 180 s ago): its client keeps sending into a session the gateway no longer has and initiates again only ~15 s later. Off: such a peer stays until its last handshake is 180 s old" },
 	WGGWD_OPT_END
 };
 
+/* What the evictor knows of a peer: activity only. */
 struct entry {
-	struct entry *next;
-	uint8_t key[WGGWD_KEY_LEN];
-	uint64_t installed_ms;  /* monotonic */
-	uint64_t seen_ms;       /* last item through here, monotonic */
+	struct wgt_ent h;
+	uint64_t first_ns;      /* first seen here (for peers of unknown age) */
+	uint64_t knock_ns;      /* last item through here */
 	uint64_t rx_bytes;      /* as of the last sweep */
 	bool rx_seen;           /* rx_bytes holds a sweep's reading */
 	int64_t rx_at_ms;       /* realtime of the sweep that saw rx grow */
@@ -60,288 +83,199 @@ struct ctx {
 	struct wggwd_inst *self;
 	const struct conf *conf;
 	struct wggwd_timer *timer;
-	struct entry **buckets;
-	size_t nbuckets, n;
+	struct wgt t;
 	uint32_t sweep;
+	uint64_t sweep_ns;      /* when the last sweep began */
 	bool sweeping, stopping;
-	uint64_t *evicted_idle, *evicted_never, *evicted_budget, *sweeps, *sweep_errors;
-	int64_t *tracked;
+	uint64_t *evicted_idle, *evicted_never, *evicted_budget, *evicted_live, *sweeps,
+		*sweep_errors;
+	int64_t *tracked, *idle_live;
 };
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static size_t bucket(const struct ctx *c, const uint8_t *key)
-{
-	uint64_t h;
-
-	memcpy(&h, key, sizeof(h)); /* public keys are uniformly random */
-	return h & (c->nbuckets - 1);
-}
-
-static struct entry *lookup(struct ctx *c, const uint8_t *key)
-{
-	struct entry *e;
-
-	for (e = c->buckets[bucket(c, key)]; e; e = e->next)
-		if (!memcmp(e->key, key, WGGWD_KEY_LEN))
-			return e;
-	return NULL;
-}
-
-static void grow(struct ctx *c)
-{
-	size_t old = c->nbuckets, i;
-	struct entry **ob = c->buckets, *e, *n;
-	struct entry **nb = calloc(old * 2, sizeof(*nb));
-
-	if (!nb)
-		return; /* chains get longer; still correct */
-	c->buckets = nb;
-	c->nbuckets = old * 2;
-	for (i = 0; i < old; i++) {
-		for (e = ob[i]; e; e = n) {
-			n = e->next;
-			e->next = nb[bucket(c, e->key)];
-			nb[bucket(c, e->key)] = e;
-		}
-	}
-	free(ob);
-}
 
 static struct entry *track(struct ctx *c, const uint8_t *key, uint64_t now)
 {
-	struct entry *e = lookup(c, key);
-	size_t b;
+	bool created;
+	struct entry *e = wgt_put(&c->t, key, &created);
 
-	if (e)
-		return e;
-	e = calloc(1, sizeof(*e));
-	if (!e)
-		return NULL;
-	memcpy(e->key, key, WGGWD_KEY_LEN);
-	e->installed_ms = now;
-	e->sweep = c->sweep;
-	if (c->n >= c->nbuckets)
-		grow(c);
-	b = bucket(c, key);
-	e->next = c->buckets[b];
-	c->buckets[b] = e;
-	c->n++;
-	*c->tracked = c->n;
+	if (e && created) {
+		e->first_ns = now;
+		e->sweep = c->sweep;
+		*c->tracked = c->t.n;
+	}
 	return e;
 }
 
-static void untrack(struct ctx *c, const uint8_t *key)
-{
-	struct entry **pp, *e;
-
-	for (pp = &c->buckets[bucket(c, key)]; (e = *pp); pp = &e->next) {
-		if (!memcmp(e->key, key, WGGWD_KEY_LEN)) {
-			*pp = e->next;
-			free(e);
-			c->n--;
-			*c->tracked = c->n;
-			return;
-		}
-	}
-}
-
-/* An item that went through the installer: the client is here. */
+/* An item that went through the installer: the client is here. A
+ * removal (ours or anyone's) ends the tracking. */
 static int ei_process(void *ctx, struct wggwd_item *it)
 {
 	struct ctx *c = ctx;
-	const uint8_t *key = it->peer.has & WGGWD_PEER_HAS_PUBLIC_KEY ? it->peer.public_key
-								     : it->public_key;
+	const uint8_t *key = it->peer->has & WGGWD_PEER_HAS_PUBLIC_KEY ? it->peer->public_key
+								       : it->public_key;
+	uint64_t now = c->host->now_ns();
 	struct entry *e;
-	uint64_t now = mono_ms();
 
-	/* pushed peers belong to the control plane: it removes them */
-	if (it->op == WGGWD_OP_REMOVE || it->peer.origin == WGGWD_ORIGIN_PUSH ||
-	    it->transport == WGGWD_TR_PUSH) {
-		untrack(c, key);
+	if (it->op == WGGWD_OP_REMOVE) {
+		wgt_del(&c->t, key);
+		*c->tracked = c->t.n;
 		return WGGWD_CONTINUE;
 	}
 	e = track(c, key, now);
-	if (e) {
-		e->seen_ms = now;
-		if (!(it->flags & WGGWD_ITEM_UNCHANGED))
-			e->installed_ms = now; /* (re-)installed: a new grace */
-	}
+	if (e)
+		e->knock_ns = now;
 	return WGGWD_CONTINUE;
 }
 
 struct victim {
 	const uint8_t *key;
 	uint64_t active;  /* last activity, ms (realtime scale for sorting) */
+	bool live;        /* its session can still carry data */
+	bool idle;        /* idle for `idle`, kept for its live session */
 };
 
+/* Over budget, the cheapest first: dead sessions (they come back in
+ * milliseconds), then the least recently active. */
 static int cmp_victim(const void *a, const void *b)
 {
 	const struct victim *x = a, *y = b;
 
+	if (x->live != y->live)
+		return x->live ? 1 : -1;
 	return x->active < y->active ? -1 : x->active > y->active;
 }
 
-struct sweep_req {
-	struct ctx *c;
-	size_t n;
-	uint8_t (*keys)[WGGWD_KEY_LEN];
-};
-
-static void on_removed(void *arg, int status)
+static void evict(struct ctx *c, const uint8_t *key, uint32_t why, bool live)
 {
-	struct sweep_req *r = arg;
-	struct ctx *c = r->c;
-	size_t i;
+	char b64[WG_KEY_B64_LEN];
 
-	if (status) {
+	wg_key_to_b64(b64, key);
+	if (live)
+		(*c->evicted_live)++;
+	c->host->log(c->self, WGGWD_LOG_INFO, "evicting %s: %s%s", b64,
+		     why == WGGWD_R_GRACE ? "never completed a handshake" :
+		     why == WGGWD_R_IDLE ? "idle" : "over max_peers",
+		     live ? " (its session is live: last handshake under 180 s ago)" : "");
+	if (c->host->retire(c->self, key, why))
 		(*c->sweep_errors)++;
-		c->host->log(c->self, WGGWD_LOG_WARN, "removing %zu idle peers failed: %s", r->n,
-			     strerror(-status));
-	} else {
-		for (i = 0; i < r->n; i++)
-			untrack(c, r->keys[i]);
-	}
-	free(r->keys);
-	free(r);
-	c->sweeping = false;
 }
 
-static void on_dump(void *arg, int status, const struct wggwd_peer_state *peers, size_t n)
+/* Forget what is no longer on the interface (removed by hand). */
+static bool unseen(void *arg, struct wgt_ent *h)
+{
+	const struct entry *e = (const struct entry *)h;
+	const struct ctx *c = arg;
+
+	return e->sweep != c->sweep && (int64_t)((c->sweep_ns - e->first_ns) / 1000000) >
+				       c->conf->grace_ms;
+}
+
+/* One peer of the dump: WGGWD_R_NONE if it stays (with v->active set if
+ * it is ours), else why it goes; v->live: its session can carry data. */
+static uint32_t judge(struct ctx *c, const struct wggwd_peer_state *p, uint64_t now,
+		      int64_t now_real_ms, struct victim *v)
+{
+	const struct conf *cf = c->conf;
+	int64_t hs_ms = p->last_handshake_sec * 1000 + p->last_handshake_nsec / 1000000;
+	struct entry *e;
+	uint64_t since, seen_ago;
+
+	if (!cf->all_peers && (p->origin == WGGWD_ORIGIN_NONE || p->origin == WGGWD_ORIGIN_PUSH))
+		return WGGWD_R_NONE; /* not ours; pushed peers: the control plane's */
+	e = track(c, p->public_key, now);
+	if (!e)
+		return WGGWD_R_NO_MEMORY;
+	e->sweep = c->sweep;
+	/* growth between two sweeps is activity; the first look is not
+	 * (it would make every new peer as recent as the sweep) */
+	if (!e->rx_seen) {
+		e->rx_bytes = p->rx_bytes;
+		e->rx_seen = true;
+	} else if (p->rx_bytes != e->rx_bytes) {
+		e->rx_bytes = p->rx_bytes;
+		e->rx_at_ms = now_real_ms;
+	}
+	v->live = p->last_handshake_sec && now_real_ms - hs_ms < REJECT_AFTER_MS;
+	if (e->rx_at_ms > hs_ms && p->last_handshake_sec)
+		hs_ms = e->rx_at_ms; /* traffic since the handshake */
+	since = p->installed_ns ? p->installed_ns : e->first_ns;
+	if (e->knock_ns > since)
+		since = e->knock_ns;
+	seen_ago = (now - since) / 1000000;
+	if ((int64_t)seen_ago < cf->grace_ms)
+		return WGGWD_R_NONE; /* installed or knocking just now: mid-handshake */
+	if (!p->last_handshake_sec) {
+		(*c->evicted_never)++;
+		return WGGWD_R_GRACE;
+	}
+	if (now_real_ms - hs_ms > cf->idle_ms) {
+		if (!v->live || cf->evict_live) {
+			(*c->evicted_idle)++;
+			return WGGWD_R_IDLE;
+		}
+		v->idle = true; /* until its session is dead */
+	}
+	/* last activity on one scale: handshake (realtime) or seen (mono) */
+	v->active = (uint64_t)(now_real_ms - (int64_t)seen_ago);
+	if ((int64_t)v->active < hs_ms)
+		v->active = hs_ms;
+	return WGGWD_R_NONE;
+}
+
+static void on_dump(void *arg, int status, const struct wggwd_peer_state *peers, size_t n,
+		    size_t stride)
 {
 	struct ctx *c = arg;
 	const struct conf *cf = c->conf;
-	uint64_t now = mono_ms();
-	struct timespec rt;
-	int64_t now_real_ms;
+	int64_t now_real_ms = c->host->realtime_ns() / 1000000;
 	struct victim *keep = NULL;
-	struct sweep_req *req = NULL;
-	size_t i, nkeep = 0, nvict = 0;
-	uint64_t seen_ago;
-	char b64[WG_KEY_B64_LEN];
+	size_t i, nkeep = 0, nvict, nlive = 0, nidle = 0;
 
-	if (c->stopping) {
-		c->sweeping = false;
+	c->sweeping = false;
+	if (c->stopping)
 		return;
-	}
 	if (status) {
 		(*c->sweep_errors)++;
 		c->host->log(c->self, WGGWD_LOG_WARN, "cannot read the interface's peers: %s",
 			     strerror(-status));
-		c->sweeping = false;
 		return;
 	}
 	(*c->sweeps)++;
 	c->sweep++;
-	clock_gettime(CLOCK_REALTIME, &rt);
-	now_real_ms = (int64_t)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
-	req = calloc(1, sizeof(*req));
+	c->sweep_ns = c->host->now_ns();
 	keep = calloc(n ? n : 1, sizeof(*keep));
-	if (req)
-		req->keys = calloc(n ? n : 1, sizeof(*req->keys));
-	if (!req || !keep || !req->keys)
-		goto oom;
-	req->c = c;
-	for (i = 0; i < n; i++) {
-		const struct wggwd_peer_state *p = &peers[i];
-		struct entry *e = lookup(c, p->public_key);
-		int64_t hs_ms = p->last_handshake_sec * 1000 + p->last_handshake_nsec / 1000000;
-		const char *why = NULL;
-		uint64_t active;
-
-		if (!e && !cf->all_peers)
-			continue;
-		if (!e)
-			e = track(c, p->public_key, now);
-		if (!e)
-			goto oom;
-		e->sweep = c->sweep;
-		/* growth between two sweeps is activity; the first look is not
-		 * (it would make every new peer as recent as the sweep) */
-		if (!e->rx_seen) {
-			e->rx_bytes = p->rx_bytes;
-			e->rx_seen = true;
-		} else if (p->rx_bytes != e->rx_bytes) {
-			e->rx_bytes = p->rx_bytes;
-			e->rx_at_ms = now_real_ms;
-		}
-		if (e->rx_at_ms > hs_ms && p->last_handshake_sec)
-			hs_ms = e->rx_at_ms; /* traffic since the handshake */
-		seen_ago = now - (e->seen_ms > e->installed_ms ? e->seen_ms : e->installed_ms);
-		if ((int64_t)seen_ago < cf->grace_ms)
-			continue; /* installed or knocking just now: mid-handshake */
-		if (!p->last_handshake_sec) {
-			why = "never completed a handshake";
-			(*c->evicted_never)++;
-		} else if (now_real_ms - hs_ms > cf->idle_ms) {
-			why = "idle";
-			(*c->evicted_idle)++;
-		}
-		if (why) {
-			wg_key_to_b64(b64, p->public_key);
-			c->host->log(c->self, WGGWD_LOG_INFO, "evicting %s: %s", b64, why);
-			memcpy(req->keys[req->n++], p->public_key, WGGWD_KEY_LEN);
-			continue;
-		}
-		/* last activity on one scale: handshake (realtime) or seen (mono) */
-		active = (uint64_t)(now_real_ms - (int64_t)seen_ago);
-		if ((int64_t)active < hs_ms)
-			active = hs_ms;
-		keep[nkeep].key = p->public_key;
-		keep[nkeep++].active = active;
+	if (!keep) {
+		(*c->sweep_errors)++;
+		return;
 	}
+	for (i = 0; i < n; i++) {
+		const struct wggwd_peer_state *p = WGGWD_AT(const struct wggwd_peer_state, peers, i,
+							    stride);
+		struct victim v = { .key = p->public_key };
+		uint32_t why = judge(c, p, c->sweep_ns, now_real_ms, &v);
+
+		if (why == WGGWD_R_NO_MEMORY)
+			(*c->sweep_errors)++;
+		else if (why)
+			evict(c, p->public_key, why, v.live);
+		else if (v.active)
+			keep[nkeep++] = v;
+		nidle += !why && v.idle;
+	}
+	*c->idle_live = nidle;
 	if (cf->max_peers && nkeep > (size_t)cf->max_peers) {
 		qsort(keep, nkeep, sizeof(*keep), cmp_victim);
 		nvict = nkeep - cf->max_peers;
 		for (i = 0; i < nvict; i++)
-			memcpy(req->keys[req->n++], keep[i].key, WGGWD_KEY_LEN);
+			nlive += keep[i].live;
+		c->host->log(c->self, WGGWD_LOG_INFO, "over max_peers (%zu > %lld): evicting the %zu least recently active (%zu of them with a live session)",
+			     nkeep, (long long)cf->max_peers, nvict, nlive);
 		*c->evicted_budget += nvict;
-		c->host->log(c->self, WGGWD_LOG_INFO, "over max_peers (%zu > %lld): evicting the %zu least recently active",
-			     nkeep, (long long)cf->max_peers, nvict);
+		for (i = 0; i < nvict; i++)
+			evict(c, keep[i].key, WGGWD_R_MAX_PEERS, keep[i].live);
 	}
-	/* forget what is no longer on the interface (removed by hand) */
-	for (i = 0; i < c->nbuckets; i++) {
-		struct entry **pp = &c->buckets[i], *e;
-
-		while ((e = *pp)) {
-			if (e->sweep != c->sweep && (int64_t)(now - e->installed_ms) > cf->grace_ms) {
-				*pp = e->next;
-				free(e);
-				c->n--;
-			} else {
-				pp = &e->next;
-			}
-		}
-	}
-	*c->tracked = c->n;
 	free(keep);
-	if (!req->n) {
-		free(req->keys);
-		free(req);
-		c->sweeping = false;
-		return;
-	}
-	{
-		const struct wggwd_installer *ins = c->host->installer(c->self);
-
-		if (ins->ops->remove(ins->ctx, (const uint8_t (*)[WGGWD_KEY_LEN])req->keys, req->n,
-				     on_removed, req))
-			on_removed(req, -EIO);
-	}
-	return;
-oom:
-	(*c->sweep_errors)++;
-	free(keep);
-	if (req)
-		free(req->keys);
-	free(req);
-	c->sweeping = false;
+	wgt_sweep(&c->t, unseen, c);
+	*c->tracked = c->t.n;
 }
 
 static void on_tick(void *arg)
@@ -365,9 +299,7 @@ static int ei_create(const struct wggwd_host *host, struct wggwd_inst *self,
 
 	if (!c)
 		return -ENOMEM;
-	c->nbuckets = 1024;
-	c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
-	if (!c->buckets) {
+	if (wgt_init(&c->t, host, sizeof(struct entry))) {
 		free(c);
 		return -ENOMEM;
 	}
@@ -377,9 +309,11 @@ static int ei_create(const struct wggwd_host *host, struct wggwd_inst *self,
 	c->evicted_idle = host->counter(self, "evicted_idle");
 	c->evicted_never = host->counter(self, "evicted_never_completed");
 	c->evicted_budget = host->counter(self, "evicted_over_budget");
+	c->evicted_live = host->counter(self, "evicted_live");
 	c->sweeps = host->counter(self, "sweeps");
 	c->sweep_errors = host->counter(self, "sweep_errors");
 	c->tracked = host->gauge(self, "tracked_peers");
+	c->idle_live = host->gauge(self, "idle_live");
 	*ctxp = c;
 	return 0;
 }
@@ -392,6 +326,14 @@ static int ei_start(void *ctx)
 		c->host->log(c->self, WGGWD_LOG_ERROR, "needs an installer in its pipeline");
 		return -EINVAL;
 	}
+	if (c->conf->idle_ms < REJECT_AFTER_MS && c->conf->evict_live)
+		c->host->log(c->self, WGGWD_LOG_WARN,
+			     "idle %.1f s is under 3 minutes and evict_live is on: a client evicted while its session is live (last handshake under 180 s ago) sends into a session the gateway no longer has, and initiates again only ~15 s later",
+			     c->conf->idle_ms / 1000.0);
+	else if (c->conf->idle_ms < REJECT_AFTER_MS)
+		c->host->log(c->self, WGGWD_LOG_WARN,
+			     "idle %.1f s is under 3 minutes: a peer idle that long is kept while its session is live (last handshake under 180 s ago), so it goes 180 s after its last handshake at the earliest",
+			     c->conf->idle_ms / 1000.0);
 	c->timer = c->host->timer_new(c->self, on_tick, c);
 	c->host->timer_start(c->timer, c->conf->interval_ms, c->conf->interval_ms);
 	return 0;
@@ -410,15 +352,8 @@ static void ei_stop(void *ctx)
 static void ei_destroy(void *ctx)
 {
 	struct ctx *c = ctx;
-	struct entry *e, *n;
-	size_t i;
 
-	for (i = 0; i < c->nbuckets; i++)
-		for (e = c->buckets[i]; e; e = n) {
-			n = e->next;
-			free(e);
-		}
-	free(c->buckets);
+	wgt_free(&c->t);
 	free(c);
 }
 

@@ -9,23 +9,33 @@
  *   404                                    -> unknown key (a store caches it)
  *   anything else                          -> an error, with a backoff
  *
- * libcurl's multi interface runs on the daemon's libuv loop (one uv_poll_t
- * per socket curl asks us to watch, one uv_timer_t for curl's timeouts):
- * no thread per request. What protects the API on a bad day, in the order
+ * or, with `batch`, the keys that wait within batch_window (at most
+ * batch_max) in one request (README: Control-plane answer, Batch):
+ *
+ *   POST <batch_url> ["<base64 key>", ...]
+ *   200 {"<base64 key>": <answer as above> | null | {"error": "not_found"}, ...}
+ *
+ * each key judged on its own member (a key without one fails:
+ * bad_answer); the budgets then count requests, not keys.
+ *
+ * libcurl's multi interface runs on the daemon's libuv loop (transfer.c:
+ * one uv_poll_t per socket curl asks us to watch, one uv_timer_t for
+ * curl's timeouts): no thread per request. What protects the API on a bad day, in the order
  * an item meets it: a per-key exponential backoff after a failure, a
  * circuit breaker that opens after breaker_failures failures in a row and
  * half-opens after breaker_cooldown to let one probe through, a bounded
  * FIFO beyond max_concurrency, and token buckets (global and per source
- * address) so that a flood of fresh keys cannot become a flood of
- * requests. What protects the gateway: every allowed IP of an answer must
- * lie inside allowed_prefixes, and the answer must be about the key asked.
+ * network) so that a flood of fresh keys cannot become a flood of
+ * requests, while keys a store knew before (WGGWD_ITEM_RETURNING) wait
+ * in a FIFO and a bucket of their own, served first. What protects the
+ * gateway: every allowed IP of an answer must
+ * lie inside allowed_prefixes (unless [any]), there are at most max_allowed_ips of them,
+ * and the answer must be about the key asked.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -33,27 +43,7 @@
 #include <uv.h>
 
 #include "peerjson.h"
-#include "wgutil.h"
-
-struct conf {
-	char *url;
-	char *token_file;
-	char *ca_file;
-	bool tls_verify;
-	int64_t timeout_ms;
-	int64_t max_concurrency;
-	int64_t max_queue;
-	struct wggwd_list allowed_prefixes;
-	int64_t rate;
-	int64_t burst;
-	int64_t source_rate;
-	int64_t source_burst;
-	int64_t backoff_ms;
-	int64_t backoff_max_ms;
-	int64_t breaker_failures;
-	int64_t breaker_cooldown_ms;
-	uint64_t max_body;
-};
+#include "resolver_http.h"
 
 static const char *check_url(const void *field, char *buf, size_t len)
 {
@@ -67,6 +57,17 @@ static const char *check_url(const void *field, char *buf, size_t len)
 	}
 	if (!strstr(s, "{public_key}")) {
 		snprintf(buf, len, "the URL must contain {public_key} (replaced by the URL-encoded base64 key)");
+		return buf;
+	}
+	return NULL;
+}
+
+static const char *check_batch_url(const void *field, char *buf, size_t len)
+{
+	const char *s = *(char *const *)field;
+
+	if (s && strncmp(s, "http://", 7) && strncmp(s, "https://", 8)) {
+		snprintf(buf, len, "expected an http:// or https:// URL, got \"%.80s\"", s);
 		return buf;
 	}
 	return NULL;
@@ -96,20 +97,20 @@ static const struct wggwd_opt opts[] = {
 	  .help = "lookups waiting for a free request slot; beyond it they are dropped (overloaded), and so is one that waited longer than timeout (queue_timeout)" },
 	{ .name = "allowed_prefixes", .type = WGGWD_OPT_LIST, .flags = WGGWD_OPT_REQUIRED,
 	  .min = 1, .max = 256, .offset = offsetof(struct conf, allowed_prefixes),
-	  .check = wg_check_allowed_ip,
-	  .help = "every allowed IP of an answer must lie inside one of these (10.90.0.0/16); an answer asking for more is refused (policy), so a buggy control plane cannot route the gateway's traffic to one client" },
+	  .check = wg_check_prefix,
+	  .help = "required: every allowed IP of an answer must lie inside one of these (10.90.0.0/16), else it is refused (policy), so a buggy control plane cannot route the gateway's traffic to one client; [any]: no check (say so explicitly)" },
 	{ .name = "rate", .type = WGGWD_OPT_INT, .def = "50", .min = 0, .max = 1000000,
 	  .offset = offsetof(struct conf, rate),
-	  .help = "lookups per second sent to the API, on average (token bucket; 0: no limit); more are dropped (budget)" },
+	  .help = "requests per second sent to the API for fresh keys, on average (token bucket; 0: no limit); more are dropped (budget). One per key, or per batch with batch" },
 	{ .name = "burst", .type = WGGWD_OPT_INT, .def = "100", .min = 1, .max = 1000000,
 	  .offset = offsetof(struct conf, burst),
-	  .help = "lookups that may be sent at once above rate" },
+	  .help = "requests that may be sent at once above rate" },
 	{ .name = "source_rate", .type = WGGWD_OPT_INT, .def = "5", .min = 0, .max = 1000000,
 	  .offset = offsetof(struct conf, source_rate),
-	  .help = "lookups per second per source address (port ignored; 0: no limit)" },
+	  .help = "lookups (keys) per second per source network (source_prefix_v4/v6; port ignored; 0: no limit)" },
 	{ .name = "source_burst", .type = WGGWD_OPT_INT, .def = "20", .min = 1, .max = 1000000,
 	  .offset = offsetof(struct conf, source_burst),
-	  .help = "lookups one source address may cause at once above source_rate" },
+	  .help = "lookups one source network may cause at once above source_rate" },
 	{ .name = "backoff", .type = WGGWD_OPT_DURATION, .def = "1s", .min = 0, .max = 3600000,
 	  .offset = offsetof(struct conf, backoff_ms),
 	  .help = "after a failed lookup the key is not asked for again for this long, doubling with each further failure (0: off)" },
@@ -125,181 +126,54 @@ static const struct wggwd_opt opts[] = {
 	{ .name = "max_body", .type = WGGWD_OPT_SIZE, .def = "64k", .min = 256, .max = 16 << 20,
 	  .offset = offsetof(struct conf, max_body),
 	  .help = "the largest answer accepted (bad_body beyond it)" },
+	{ .name = "max_allowed_ips", .type = WGGWD_OPT_INT, .def = WG_MAX_ALLOWED_IPS_DEF,
+	  .min = 1, .max = 16777216, .offset = offsetof(struct conf, max_allowed_ips),
+	  .help = WG_MAX_ALLOWED_IPS_HELP "; mind max_body too (about 20 bytes an address)" },
+	{ .name = "batch", .type = WGGWD_OPT_BOOL, .def = "false",
+	  .offset = offsetof(struct conf, batch),
+	  .help = "ask about the keys that arrive within batch_window in one request: POST of a JSON list of keys to batch_url, answered by an object of answers (README: Control-plane answer, Batch); rate and burst then count requests. false: one GET per key" },
+	{ .name = "batch_url", .type = WGGWD_OPT_STR,
+	  .offset = offsetof(struct conf, batch_url), .check = check_batch_url,
+	  .help = "where batches are POSTed; default: url without its last /{public_key} (https://cp.example/v1/peers)" },
+	{ .name = "batch_window", .type = WGGWD_OPT_DURATION, .def = "2ms", .min = 0, .max = 1000,
+	  .offset = offsetof(struct conf, batch_window_ms),
+	  .help = "how long the first key of a batch waits for others (0: those of the same loop turn)" },
+	{ .name = "batch_max", .type = WGGWD_OPT_INT, .def = "64", .min = 1, .max = 1024,
+	  .offset = offsetof(struct conf, batch_max),
+	  .help = "most keys in one batch; a full batch is sent at once (its answer may be batch_max times max_body)" },
+	{ .name = "returning_rate", .type = WGGWD_OPT_INT, .def = "50", .min = 0, .max = 1000000,
+	  .offset = offsetof(struct conf, returning_rate),
+	  .help = "requests per second for keys a store knew before (returning clients), a budget apart from rate that fresh keys cannot spend; they skip the per-source buckets and the queue (0: no limit)" },
+	{ .name = "returning_burst", .type = WGGWD_OPT_INT, .def = "100", .min = 1, .max = 1000000,
+	  .offset = offsetof(struct conf, returning_burst),
+	  .help = "requests for returning keys that may be sent at once above returning_rate" },
+	{ .name = "source_prefix_v4", .type = WGGWD_OPT_INT, .def = "24", .min = 0, .max = 32,
+	  .offset = offsetof(struct conf, source_prefix_v4),
+	  .help = "IPv4 sources share a per-source bucket per network of this prefix length (32: per address)" },
+	{ .name = "source_prefix_v6", .type = WGGWD_OPT_INT, .def = "64", .min = 0, .max = 128,
+	  .offset = offsetof(struct conf, source_prefix_v6),
+	  .help = "IPv6 sources share a per-source bucket per network of this prefix length (128: per address)" },
 	WGGWD_OPT_END
 };
 
-enum err {
-	E_HTTP_STATUS, E_TIMEOUT, E_BAD_BODY, E_KEY_MISMATCH, E_POLICY, E_CONNECT, E_TLS, E_MAX
-};
 static const char *const err_names[E_MAX] = {
 	"http_status", "timeout", "bad_body", "key_mismatch", "policy", "connect", "tls",
+	"remote_error",
+};
+static const uint32_t err_reasons[E_MAX] = {
+	WGGWD_R_HTTP_STATUS, WGGWD_R_TIMEOUT, WGGWD_R_BAD_ANSWER, WGGWD_R_KEY_MISMATCH,
+	WGGWD_R_POLICY, WGGWD_R_CONNECT, WGGWD_R_TLS, WGGWD_R_OTHER,
 };
 
-enum {
-	C_REQUESTS, C_OK, C_NOT_FOUND, C_BUDGET, C_BACKOFF, C_BREAKER_REFUSED, C_BREAKER_OPENS,
-	C_BREAKER_CLOSES, C_OVERLOADED, C_QUEUE_EXPIRED, C_MAX
-};
 static const char *const counter_names[C_MAX] = {
 	"requests", "ok", "not_found", "budget_refused", "backoff_refused",
 	"breaker_open_refused", "breaker_opens", "breaker_closes", "overloaded",
-	"queue_expired",
+	"queue_expired", "returning", "returning_budget_refused", "returning_overloaded",
+	"batches", "batch_keys", "batch_missing",
 };
 
-enum breaker { B_CLOSED, B_OPEN, B_HALF_OPEN };
-
-#define BACKOFF_SLOTS 4096
-#define BACKOFF_PROBE 8
-#define SOURCE_SLOTS 16384
-#define TOKEN_MAX 4096
-
-struct bucket {
-	double tokens;
-	uint64_t last_ms; /* 0: never used (full) */
-};
-
-struct backoff {
-	uint8_t key[WGGWD_KEY_LEN];
-	uint64_t until_ms;
-	uint32_t failures;
-	bool used;
-};
-
-struct ctx;
-
-/* One socket curl wants watched. */
-struct sock {
-	uv_poll_t poll;
-	struct ctx *c;
-	curl_socket_t fd;
-	struct sock *prev, *next;
-};
-
-/* One lookup: waiting in the FIFO, or a transfer. */
-struct req {
-	struct ctx *c;
-	struct wggwd_item *it;
-	CURL *easy;
-	uint8_t *body;
-	size_t len, cap;
-	bool probe;
-	bool too_big;
-	uint64_t queued_ms;
-	struct req *prev, *next;
-	char errbuf[CURL_ERROR_SIZE];
-};
-
-struct reqlist {
-	struct req *head, *tail;
-	size_t n;
-};
-
-struct ctx {
-	const struct wggwd_host *host;
-	struct wggwd_inst *self;
-	const struct conf *conf;
-	uv_loop_t *loop;
-
-	CURLM *multi;
-	uv_timer_t timer;
-	bool timer_init;
-	struct sock *socks;
-	unsigned open_handles;
-	bool stopping, stopped;
-
-	struct curl_slist *headers; /* wiped: may hold the token */
-	struct wggwd_allowed_ip *prefixes;
-	size_t n_prefixes;
-
-	struct reqlist queue, running;
-
-	struct bucket global;
-	struct bucket *sources;
-	struct backoff *backoff;
-	uint8_t hash_key[crypto_shorthash_KEYBYTES];
-
-	enum breaker breaker;
-	int64_t fails_in_row;
-	uint64_t open_until_ms;
-	bool probe_out;
-
-	uint64_t log_next_ms;
-	uint64_t log_suppressed;
-
-	uint64_t *c[C_MAX];
-	uint64_t *err[E_MAX];
-	int64_t *in_flight, *queued, *breaker_state;
-};
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void list_add(struct reqlist *l, struct req *r)
-{
-	r->next = NULL;
-	r->prev = l->tail;
-	if (l->tail)
-		l->tail->next = r;
-	else
-		l->head = r;
-	l->tail = r;
-	l->n++;
-}
-
-static void list_del(struct reqlist *l, struct req *r)
-{
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		l->head = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
-	else
-		l->tail = r->prev;
-	r->prev = r->next = NULL;
-	l->n--;
-}
-
-static void req_free(struct req *r)
-{
-	if (!r)
-		return;
-	if (r->easy)
-		curl_easy_cleanup(r->easy);
-	if (r->body) {
-		sodium_memzero(r->body, r->cap); /* may hold a preshared key */
-		free(r->body);
-	}
-	free(r);
-}
-
-/* At most one warning a second; the rest at debug level, counted. */
-static void WGGWD_PRINTF(2, 3) log_limited(struct ctx *c, const char *fmt, ...)
-{
-	uint64_t now = mono_ms();
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (now < c->log_next_ms) {
-		c->log_suppressed++;
-		c->host->log(c->self, WGGWD_LOG_DEBUG, "%s", msg);
-		return;
-	}
-	if (c->log_suppressed)
-		c->host->log(c->self, WGGWD_LOG_WARN, "%s (and %llu more failures in the last second)",
-			     msg, (unsigned long long)c->log_suppressed);
-	else
-		c->host->log(c->self, WGGWD_LOG_WARN, "%s", msg);
-	c->log_suppressed = 0;
-	c->log_next_ms = now + 1000;
-}
+/* For what the API (or a client's key) can cause: rate-limited by the host. */
+#define log_limited(c, ...) (c)->host->log_limited((c)->self, WGGWD_LOG_WARN, __VA_ARGS__)
 
 /* ------------------------------------------------------------ budgets */
 
@@ -324,35 +198,35 @@ static void bucket_take(struct bucket *b, int64_t rate)
 		b->tokens -= 1.0;
 }
 
+/* The bucket of a's network: its first source_prefix_v4/v6 bits. */
 static struct bucket *source_bucket(struct ctx *c, const union wggwd_sockaddr *a)
 {
-	uint8_t buf[17] = { 0 }, h[crypto_shorthash_BYTES];
-	uint64_t v;
+	uint8_t buf[17] = { 0 };
+	int64_t bits = 0, i;
 
 	if (a->sa.sa_family == AF_INET) {
 		buf[0] = 4;
 		memcpy(buf + 1, &a->in4.sin_addr, 4);
+		bits = c->conf->source_prefix_v4;
 	} else if (a->sa.sa_family == AF_INET6) {
 		buf[0] = 6;
 		memcpy(buf + 1, &a->in6.sin6_addr, 16);
+		bits = c->conf->source_prefix_v6;
 	}
+	for (i = bits; i < 128; i++)
+		buf[1 + i / 8] &= ~(0x80 >> (i % 8));
 	/* keyed: a sender cannot pick addresses that share a victim's bucket */
-	crypto_shorthash(h, buf, sizeof(buf), c->hash_key);
-	memcpy(&v, h, sizeof(v));
-	return &c->sources[v % SOURCE_SLOTS];
+	return &c->sources[c->host->hash(buf, sizeof(buf)) % SOURCE_SLOTS];
 }
 
 /* ------------------------------------------------------------ backoff */
 
 static struct backoff *backoff_find(struct ctx *c, const uint8_t *key, bool add, uint64_t now)
 {
-	uint8_t h[crypto_shorthash_BYTES];
 	struct backoff *b, *victim = NULL;
-	uint64_t v;
+	uint64_t v = c->host->hash(key, WGGWD_KEY_LEN);
 	unsigned i;
 
-	crypto_shorthash(h, key, WGGWD_KEY_LEN, c->hash_key);
-	memcpy(&v, h, sizeof(v));
 	for (i = 0; i < BACKOFF_PROBE; i++) {
 		b = &c->backoff[(v + i) % BACKOFF_SLOTS];
 		if (b->used && !memcmp(b->key, key, WGGWD_KEY_LEN))
@@ -377,7 +251,7 @@ static struct backoff *backoff_find(struct ctx *c, const uint8_t *key, bool add,
 
 static void backoff_fail(struct ctx *c, const uint8_t *key)
 {
-	uint64_t now = mono_ms(), d;
+	uint64_t now = mono_ms(c), d;
 	struct backoff *b;
 
 	if (!c->conf->backoff_ms)
@@ -428,7 +302,7 @@ static void breaker_result(struct ctx *c, struct req *r, bool failed)
 		if (c->breaker == B_CLOSED)
 			(*c->c[C_BREAKER_OPENS])++;
 		breaker_set(c, B_OPEN);
-		c->open_until_ms = mono_ms() + c->conf->breaker_cooldown_ms;
+		c->open_until_ms = mono_ms(c) + c->conf->breaker_cooldown_ms;
 		c->host->log(c->self, WGGWD_LOG_WARN,
 			     "%lld failed requests in a row: circuit breaker open, no lookups for %lld ms",
 			     (long long)c->fails_in_row, (long long)c->conf->breaker_cooldown_ms);
@@ -437,74 +311,176 @@ static void breaker_result(struct ctx *c, struct req *r, bool failed)
 
 /* ---------------------------------------------------------- answering */
 
-static int fail(struct ctx *c, struct req *r, enum err e)
+/* One key failed: counted, backed off; the API's health is judged per
+ * request (breaker_result). */
+static int key_fail(struct ctx *c, struct wggwd_item *it, enum err e)
 {
 	(*c->err[e])++;
-	r->it->drop_reason = err_names[e];
-	backoff_fail(c, r->it->public_key);
-	breaker_result(c, r, e != E_POLICY);
+	it->reason = err_reasons[e];
+	if (e == E_REMOTE)
+		it->detail = "the control plane answered an error";
+	backoff_fail(c, it->public_key);
 	return WGGWD_ERROR;
 }
 
-static int parse_answer(struct ctx *c, struct req *r)
+static int key_not_found(struct ctx *c, struct wggwd_item *it)
 {
-	struct wggwd_item *it = r->it;
-	struct wggwd_peer *p = &it->peer;
-	char b64[WG_KEY_B64_LEN], ipbuf[64];
-	json_t *root;
-	json_error_t jerr;
-	enum err e = E_BAD_BODY;
-	const char *what = "not a JSON object";
-	int ret = WGGWD_ERROR, out;
+	(*c->c[C_NOT_FOUND])++;
+	backoff_clear(c, it->public_key);
+	it->reason = WGGWD_R_UNKNOWN_KEY;
+	it->flags |= WGGWD_ITEM_NOT_FOUND;
+	return WGGWD_DROP;
+}
 
+/* One key's answer (a JSON object): its verdict; *e the error, E_MAX if
+ * none (or one that is ours: no memory). */
+static int judge_answer(struct ctx *c, struct wggwd_item *it, const json_t *root, enum err *e)
+{
+	struct wggwd_peer *p = it->peer;
+	char b64[WG_KEY_B64_LEN], ipbuf[64];
+	const char *what;
+	uint32_t why;
+	long out;
+
+	*e = E_MAX;
 	wg_key_to_b64(b64, it->public_key);
-	root = json_loadb((const char *)r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root || !json_is_object(root))
-		goto bad;
-	what = wg_peer_from_json(root, p);
-	if (what)
-		goto bad;
-	if (memcmp(p->public_key, it->public_key, WGGWD_KEY_LEN)) {
-		e = E_KEY_MISMATCH;
-		what = "the answer is about another key";
-		goto bad;
+	why = wg_peer_from_json(c->host, c->self, it, root, c->conf->max_allowed_ips, &what);
+	if (why == WGGWD_R_NO_MEMORY) {
+		it->reason = why;
+		return WGGWD_ERROR;
+	}
+	if (why != WGGWD_R_NONE) {
+		log_limited(c, "peer %s: bad answer from the API: %s", b64, what);
+		*e = why == WGGWD_R_KEY_MISMATCH ? E_KEY_MISMATCH : E_BAD_BODY;
+		return key_fail(c, it, *e);
 	}
 	/* the policy: nothing outside allowed_prefixes */
-	out = wg_peer_outside(p, c->prefixes, c->n_prefixes);
+	out = wg_policy_peer_outside(&c->pol, p);
 	if (out >= 0) {
 		wg_allowed_ip_str(&p->allowed[out], ipbuf, sizeof(ipbuf));
-		c->host->log(c->self, WGGWD_LOG_WARN,
-			     "peer %s: the API answered allowed IP %s, outside allowed_prefixes: refused",
-			     b64, ipbuf);
-		e = E_POLICY;
-		what = NULL;
-		goto bad;
+		log_limited(c, "peer %s: the API answered allowed IP %s, outside allowed_prefixes: refused",
+			    b64, ipbuf);
+		wg_peer_clear(p);
+		*e = E_POLICY;
+		return key_fail(c, it, *e);
 	}
 	(*c->c[C_OK])++;
 	backoff_clear(c, it->public_key);
-	breaker_result(c, r, false);
-	ret = WGGWD_CONTINUE;
-	goto out;
-bad:
-	sodium_memzero(p, sizeof(*p));
-	if (what)
-		log_limited(c, "peer %s: bad answer from the API: %s%s%s", b64, what,
-			    root ? "" : ": ", root ? "" : jerr.text);
-	ret = fail(c, r, e);
-out:
-	if (root) {
-		wg_peer_json_wipe(root); /* jansson's copy of the secret */
-		json_decref(root);
-	}
-	return ret;
+	return WGGWD_CONTINUE;
 }
 
-static int judge(struct ctx *c, struct req *r, CURLcode res)
+/* Every key of r fails with e. */
+static void fail_all(struct ctx *c, struct req *r, enum err e)
+{
+	size_t i;
+
+	for (i = 0; i < r->ns; i++)
+		r->s[i].verdict = key_fail(c, r->s[i].it, e);
+	breaker_result(c, r, true);
+}
+
+static json_t *load_body(struct ctx *c, struct req *r, const char *b64)
+{
+	json_error_t jerr;
+	json_t *root;
+
+	root = json_loadb((const char *)r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root && json_is_object(root))
+		return root;
+	log_limited(c, "%s%s: bad answer from the API: not a JSON object%s%s",
+		    r->ns > 1 ? "batch with " : "peer ", b64, root ? "" : ": ",
+		    root ? "" : jerr.text);
+	json_decref(root);
+	return NULL;
+}
+
+/* One key, one GET. */
+static void judge_one(struct ctx *c, struct req *r, long status, const char *b64)
+{
+	struct wggwd_item *it = r->s[0].it;
+	enum err e;
+	json_t *root;
+
+	if (status == 404) {
+		r->s[0].verdict = key_not_found(c, it);
+		breaker_result(c, r, false);
+		return;
+	}
+	if (status != 200) {
+		log_limited(c, "peer %s: the API answered HTTP %ld", b64, status);
+		fail_all(c, r, E_HTTP_STATUS);
+		return;
+	}
+	root = load_body(c, r, b64);
+	if (!root) {
+		fail_all(c, r, E_BAD_BODY);
+		return;
+	}
+	r->s[0].verdict = judge_answer(c, it, root, &e);
+	breaker_result(c, r, e != E_MAX && e != E_POLICY);
+	wg_peer_json_wipe(root); /* jansson's copy of the secret */
+	json_decref(root);
+}
+
+/* A batch: each key on its own member of the answer. */
+static void judge_batch(struct ctx *c, struct req *r, long status, const char *b64)
+{
+	const json_t *v;
+	const char *what;
+	json_t *root;
+	enum err e;
+	size_t i;
+
+	if (status != 200) {
+		log_limited(c, "batch of %zu keys (%s, ...): the API answered HTTP %ld%s", r->ns, b64,
+			    status, status == 404 || status == 405 ?
+			    " (no batch endpoint at batch_url? batch: false asks one key at a time)" : "");
+		fail_all(c, r, E_HTTP_STATUS);
+		return;
+	}
+	root = load_body(c, r, b64);
+	if (!root) {
+		fail_all(c, r, E_BAD_BODY);
+		return;
+	}
+	for (i = 0; i < r->ns; i++) {
+		struct wggwd_item *it = r->s[i].it;
+		char kb64[WG_KEY_B64_LEN];
+		int *verdict = &r->s[i].verdict;
+
+		switch (wg_batch_answer(root, it->public_key, &v, &what)) {
+		case WG_ANSWER_PEER:
+			*verdict = judge_answer(c, it, v, &e);
+			break;
+		case WG_ANSWER_NOT_FOUND:
+			*verdict = key_not_found(c, it);
+			break;
+		case WG_ANSWER_MISSING:
+			(*c->c[C_BATCH_MISSING])++;
+			/* fall through */
+		case WG_ANSWER_BAD:
+			wg_key_to_b64(kb64, it->public_key);
+			log_limited(c, "peer %s: bad answer from the API: %s", kb64, what);
+			*verdict = key_fail(c, it, E_BAD_BODY);
+			break;
+		case WG_ANSWER_ERROR:
+			wg_key_to_b64(kb64, it->public_key);
+			log_limited(c, "peer %s: the API answered an error: %.100s", kb64, what);
+			*verdict = key_fail(c, it, E_REMOTE);
+			break;
+		}
+	}
+	breaker_result(c, r, false); /* it answered: a bad key is that key's */
+	wg_batch_json_wipe(root);
+	json_decref(root);
+}
+
+void rh_judge(struct ctx *c, struct req *r, CURLcode res)
 {
 	char b64[WG_KEY_B64_LEN];
 	long status = 0;
 
-	wg_key_to_b64(b64, r->it->public_key);
+	wg_key_to_b64(b64, r->s[0].it->public_key);
 	if (res != CURLE_OK) {
 		enum err e;
 
@@ -529,359 +505,137 @@ static int judge(struct ctx *c, struct req *r, CURLcode res)
 			e = E_CONNECT;
 			break;
 		}
-		log_limited(c, "peer %s: lookup failed: %s (%s)", b64, err_names[e],
-			    r->errbuf[0] ? r->errbuf : curl_easy_strerror(res));
-		return fail(c, r, e);
+		if (r->ns > 1)
+			log_limited(c, "batch of %zu keys (%s, ...): lookup failed: %s (%s)", r->ns,
+				    b64, err_names[e],
+				    r->errbuf[0] ? r->errbuf : curl_easy_strerror(res));
+		else
+			log_limited(c, "peer %s: lookup failed: %s (%s)", b64, err_names[e],
+				    r->errbuf[0] ? r->errbuf : curl_easy_strerror(res));
+		fail_all(c, r, e);
+		return;
 	}
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-	if (status == 200)
-		return parse_answer(c, r);
-	if (status == 404) {
-		(*c->c[C_NOT_FOUND])++;
-		backoff_clear(c, r->it->public_key);
-		breaker_result(c, r, false);
-		r->it->drop_reason = "unknown_key";
-		r->it->flags |= WGGWD_ITEM_NOT_FOUND;
-		return WGGWD_DROP;
-	}
-	log_limited(c, "peer %s: the API answered HTTP %ld", b64, status);
-	return fail(c, r, E_HTTP_STATUS);
-}
-
-/* ---------------------------------------------------------- transfers */
-
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
-{
-	struct req *r = arg;
-	size_t len = size * n;
-
-	if (r->len + len > r->c->conf->max_body) {
-		r->too_big = true;
-		return 0; /* CURLE_WRITE_ERROR */
-	}
-	if (r->len + len > r->cap) {
-		size_t cap = r->cap ? r->cap : 1024;
-		uint8_t *b;
-
-		while (cap < r->len + len)
-			cap *= 2;
-		b = malloc(cap);
-		if (!b)
-			return 0;
-		if (r->body) {
-			memcpy(b, r->body, r->len);
-			sodium_memzero(r->body, r->cap);
-			free(r->body);
-		}
-		r->body = b;
-		r->cap = cap;
-	}
-	memcpy(r->body + r->len, data, len);
-	r->len += len;
-	return len;
-}
-
-/* The URL with every {public_key} replaced by the escaped base64 key. */
-static char *make_url(const char *tmpl, const uint8_t *key)
-{
-	char b64[WG_KEY_B64_LEN], esc[3 * WG_KEY_B64_LEN], *out, *o;
-	const char *s, *hit;
-	size_t n = 0, i;
-
-	wg_key_to_b64(b64, key);
-	for (i = 0; b64[i]; i++) {
-		if (b64[i] == '+' || b64[i] == '/' || b64[i] == '=') {
-			snprintf(esc + n, 4, "%%%02X", (unsigned char)b64[i]);
-			n += 3;
-		} else {
-			esc[n++] = b64[i];
-		}
-	}
-	esc[n] = '\0';
-	out = malloc(strlen(tmpl) / 12 * n + strlen(tmpl) + 1);
-	if (!out)
-		return NULL;
-	for (o = out, s = tmpl; (hit = strstr(s, "{public_key}")); s = hit + 12) {
-		memcpy(o, s, hit - s);
-		o += hit - s;
-		memcpy(o, esc, n);
-		o += n;
-	}
-	strcpy(o, s);
-	return out;
-}
-
-static int req_start(struct ctx *c, struct req *r)
-{
-	const struct conf *cf = c->conf;
-	char *url;
-	CURLMcode mc;
-
-	url = make_url(cf->url, r->it->public_key);
-	r->easy = curl_easy_init();
-	if (!url || !r->easy) {
-		free(url);
-		return -ENOMEM;
-	}
-	curl_easy_setopt(r->easy, CURLOPT_URL, url);
-	free(url); /* curl keeps a copy */
-	curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
-	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
-	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, c->headers);
-	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)cf->timeout_ms);
-	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)cf->timeout_ms);
-	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 0L); /* the token stays here */
-	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "wggwd/" WGGWD_VERSION);
-	curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, cf->tls_verify ? 1L : 0L);
-	curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, cf->tls_verify ? 2L : 0L);
-	if (cf->ca_file)
-		curl_easy_setopt(r->easy, CURLOPT_CAINFO, cf->ca_file);
-	mc = curl_multi_add_handle(c->multi, r->easy);
-	if (mc != CURLM_OK) {
-		c->host->log(c->self, WGGWD_LOG_ERROR, "curl_multi_add_handle: %s",
-			     curl_multi_strerror(mc));
-		return -EIO;
-	}
-	list_add(&c->running, r);
-	(*c->in_flight)++;
-	(*c->c[C_REQUESTS])++;
-	return 0;
-}
-
-/* Start what waits in the FIFO while there is room. What waited longer
- * than a request may take is dropped (the client has sent a new
- * initiation by then), and so is all of it while the breaker is open. */
-static void pump(struct ctx *c)
-{
-	uint64_t now = mono_ms();
-
-	while (!c->stopping && c->queue.head && c->running.n < (size_t)c->conf->max_concurrency) {
-		struct req *r = c->queue.head;
-		struct wggwd_item *it = r->it;
-
-		list_del(&c->queue, r);
-		(*c->queued)--;
-		if (now - r->queued_ms > (uint64_t)c->conf->timeout_ms ||
-		    (c->breaker != B_CLOSED && !r->probe)) {
-			bool open = c->breaker != B_CLOSED && !r->probe;
-
-			(*c->c[open ? C_BREAKER_REFUSED : C_QUEUE_EXPIRED])++;
-			it->drop_reason = open ? "breaker_open" : "queue_timeout";
-			if (r->probe)
-				c->probe_out = false;
-			req_free(r);
-			c->host->complete(c->self, it, WGGWD_DROP);
-			continue;
-		}
-		if (req_start(c, r)) {
-			if (r->probe)
-				c->probe_out = false;
-			it->drop_reason = "internal";
-			req_free(r);
-			c->host->complete(c->self, it, WGGWD_ERROR);
-		}
-	}
-}
-
-static void check_done(struct ctx *c)
-{
-	CURLMsg *msg;
-	int left;
-
-	/* completing an item may stop this stage (the last item of a drain):
-	 * then the multi handle is gone */
-	while (c->multi && (msg = curl_multi_info_read(c->multi, &left))) {
-		CURL *easy = msg->easy_handle;
-		CURLcode res = msg->data.result;
-		struct wggwd_item *it;
-		struct req *r = NULL;
-		int verdict;
-
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
-		curl_multi_remove_handle(c->multi, easy);
-		list_del(&c->running, r);
-		(*c->in_flight)--;
-		it = r->it;
-		verdict = judge(c, r, res);
-		req_free(r);
-		pump(c);
-		c->host->complete(c->self, it, verdict);
-	}
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-	struct sock *sk = h->data;
-	struct ctx *c = sk->c;
-	int flags = 0, running;
-
-	if (status < 0)
-		flags = CURL_CSELECT_ERR;
-	if (events & UV_READABLE)
-		flags |= CURL_CSELECT_IN;
-	if (events & UV_WRITABLE)
-		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(c->multi, sk->fd, flags, &running); /* may close sk */
-	check_done(c);
-}
-
-static void on_timeout(uv_timer_t *t)
-{
-	struct ctx *c = t->data;
-	int running;
-
-	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(c);
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-	struct ctx *c;
-
-	if (h->type == UV_POLL) {
-		struct sock *sk = h->data;
-
-		c = sk->c;
-		free(sk);
-	} else {
-		c = h->data;
-	}
-	if (--c->open_handles == 0 && c->stopping && !c->stopped) {
-		c->stopped = true;
-		c->host->stopped(c->self);
-	}
-}
-
-static void sock_close(struct ctx *c, struct sock *sk)
-{
-	if (sk->prev)
-		sk->prev->next = sk->next;
+	if (c->conf->batch)
+		judge_batch(c, r, status, b64);
 	else
-		c->socks = sk->next;
-	if (sk->next)
-		sk->next->prev = sk->prev;
-	uv_close((uv_handle_t *)&sk->poll, on_handle_closed);
-}
-
-static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-	struct ctx *c = userp;
-	struct sock *sk = socketp;
-	int events = 0;
-
-	(void)easy;
-	if (what == CURL_POLL_REMOVE) {
-		if (sk) {
-			curl_multi_assign(c->multi, fd, NULL);
-			sock_close(c, sk);
-		}
-		return 0;
-	}
-	if (!sk) {
-		sk = calloc(1, sizeof(*sk));
-		if (!sk)
-			return -1;
-		if (uv_poll_init_socket(c->loop, &sk->poll, fd)) {
-			free(sk);
-			return -1;
-		}
-		sk->c = c;
-		sk->fd = fd;
-		sk->poll.data = sk;
-		sk->next = c->socks;
-		if (c->socks)
-			c->socks->prev = sk;
-		c->socks = sk;
-		c->open_handles++;
-		curl_multi_assign(c->multi, fd, sk);
-	}
-	if (what & CURL_POLL_IN)
-		events |= UV_READABLE;
-	if (what & CURL_POLL_OUT)
-		events |= UV_WRITABLE;
-	uv_poll_start(&sk->poll, events, on_poll);
-	return 0;
-}
-
-static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct ctx *c = userp;
-
-	(void)multi;
-	if (timeout_ms < 0)
-		uv_timer_stop(&c->timer);
-	else /* 0: as soon as the loop turns (not from inside curl) */
-		uv_timer_start(&c->timer, on_timeout, timeout_ms, 0);
-	return 0;
+		judge_one(c, r, status, b64);
 }
 
 /* ------------------------------------------------------------- process */
 
+/* Send what gathered: to the FIFO of its class. */
+static void batch_send(struct ctx *c, int q)
+{
+	struct req *r = c->open[q];
+
+	if (!r)
+		return;
+	c->open[q] = NULL;
+	reqlist_add(&c->queue[q], r);
+}
+
+static void on_window(void *arg)
+{
+	struct ctx *c = arg;
+
+	c->window_armed = false;
+	batch_send(c, Q_RETURNING);
+	batch_send(c, Q_FRESH);
+	transfer_pump(c);
+}
+
+/*
+ * Where the key goes: the open batch of its class if it has room (its
+ * request is paid for), else a new request, which costs a token of the
+ * class's bucket: the global one (rate) for fresh keys, returning_rate
+ * for keys a store knew. Fresh keys also spend a token of their source
+ * network's bucket, each; returning ones do not (the flood shares those).
+ */
 static int rh_process(void *ctx, struct wggwd_item *it)
 {
 	struct ctx *c = ctx;
 	const struct conf *cf = c->conf;
-	uint64_t now = mono_ms();
-	struct bucket *src;
+	uint64_t now = mono_ms(c);
+	int q = it->flags & WGGWD_ITEM_RETURNING ? Q_RETURNING : Q_FRESH;
+	struct bucket *src = NULL, *reqb;
+	int64_t rate, burst;
 	struct backoff *b;
 	struct req *r;
 	bool probe = false;
 
 	if (c->stopping || !c->multi) {
-		it->drop_reason = "shutdown";
+		it->reason = WGGWD_R_SHUTDOWN;
 		return WGGWD_ERROR;
 	}
+	if (q == Q_RETURNING)
+		(*c->c[C_RETURNING])++;
 	b = backoff_find(c, it->public_key, false, now);
 	if (b && now < b->until_ms) {
 		(*c->c[C_BACKOFF])++;
-		it->drop_reason = "backoff";
+		it->reason = WGGWD_R_BACKOFF;
 		return WGGWD_DROP;
 	}
 	if (c->breaker != B_CLOSED) {
 		if (c->probe_out || (c->breaker == B_OPEN && now < c->open_until_ms)) {
 			(*c->c[C_BREAKER_REFUSED])++;
-			it->drop_reason = "breaker_open";
+			it->reason = WGGWD_R_BREAKER_OPEN;
 			return WGGWD_DROP;
 		}
-		probe = true; /* half-open: this one may test the API */
+		probe = true; /* half-open: this one may test the API, alone */
 	}
-	if (c->running.n >= (size_t)cf->max_concurrency && c->queue.n >= (size_t)cf->max_queue) {
-		(*c->c[C_OVERLOADED])++;
-		it->drop_reason = "overloaded";
+	if (c->running.n >= (size_t)cf->max_concurrency && c->waiting[q] >= (size_t)cf->max_queue) {
+		(*c->c[q == Q_RETURNING ? C_RETURNING_OVERLOADED : C_OVERLOADED])++;
+		it->reason = WGGWD_R_OVERLOADED;
 		return WGGWD_DROP;
 	}
-	src = source_bucket(c, &it->src);
-	if (!bucket_has(&c->global, cf->rate, cf->burst, now) ||
-	    !bucket_has(src, cf->source_rate, cf->source_burst, now)) {
-		(*c->c[C_BUDGET])++;
-		it->drop_reason = "budget";
+	r = probe ? NULL : c->open[q];
+	if (r && r->ns >= r->scap)
+		r = NULL;
+	reqb = q == Q_RETURNING ? &c->returning : &c->global;
+	rate = q == Q_RETURNING ? cf->returning_rate : cf->rate;
+	burst = q == Q_RETURNING ? cf->returning_burst : cf->burst;
+	if (q == Q_FRESH)
+		src = source_bucket(c, &it->src);
+	if ((!r && !bucket_has(reqb, rate, burst, now)) ||
+	    (src && !bucket_has(src, cf->source_rate, cf->source_burst, now))) {
+		(*c->c[q == Q_RETURNING ? C_RETURNING_BUDGET : C_BUDGET])++;
+		it->reason = WGGWD_R_BUDGET;
 		return WGGWD_DROP;
 	}
-	r = calloc(1, sizeof(*r));
 	if (!r) {
-		it->drop_reason = "no_memory";
-		return WGGWD_ERROR;
+		r = req_new(c, cf->batch && !probe ? (size_t)cf->batch_max : 1, q);
+		if (!r) {
+			it->reason = WGGWD_R_NO_MEMORY;
+			return WGGWD_ERROR;
+		}
+		bucket_take(reqb, rate);
+		r->queued_ms = now;
+		if (probe) {
+			r->probe = true;
+			c->probe_out = true;
+			breaker_set(c, B_HALF_OPEN);
+			c->host->log(c->self, WGGWD_LOG_INFO, "circuit breaker half-open: probing the API");
+		} else if (cf->batch) {
+			c->open[q] = r;
+		}
 	}
-	bucket_take(&c->global, cf->rate);
-	bucket_take(src, cf->source_rate);
-	r->c = c;
-	r->it = it;
-	r->queued_ms = now;
-	if (probe) {
-		r->probe = true;
-		c->probe_out = true;
-		breaker_set(c, B_HALF_OPEN);
-		c->host->log(c->self, WGGWD_LOG_INFO, "circuit breaker half-open: probing the API");
-	}
-	list_add(&c->queue, r);
+	if (src)
+		bucket_take(src, cf->source_rate);
+	r->s[r->ns++].it = it;
+	c->waiting[q]++;
 	(*c->queued)++;
-	pump(c); /* may complete it at once (a failed start): the core allows that */
+	if (c->open[q] == r && r->ns < r->scap) {
+		if (!c->window_armed) {
+			c->window_armed = true;
+			c->host->timer_start(c->window, cf->batch_window_ms, 0);
+		}
+		return WGGWD_PENDING;
+	}
+	if (c->open[q] == r)
+		c->open[q] = NULL; /* full: it goes now */
+	reqlist_add(&c->queue[q], r);
+	transfer_pump(c); /* may complete it at once (a failed start): the core allows that */
 	return WGGWD_PENDING;
 }
 
@@ -917,6 +671,19 @@ static int rh_create(const struct wggwd_host *host, struct wggwd_inst *self,
 	return 0;
 }
 
+/* batch_url's default: url without its last "/{public_key}", which must
+ * end it (NULL: none; no memory is no default either, and is caught at
+ * start). */
+static char *default_batch_url(const char *url)
+{
+	static const char tail[] = "/{public_key}";
+	size_t n = url ? strlen(url) : 0, t = sizeof(tail) - 1;
+
+	if (n <= t || strcmp(url + n - t, tail))
+		return NULL;
+	return strndup(url, n - t);
+}
+
 static const char *rh_validate(const void *conf, const char **option, char *buf, size_t len)
 {
 	const struct conf *cf = conf;
@@ -931,7 +698,17 @@ static const char *rh_validate(const void *conf, const char **option, char *buf,
 		*option = "burst";
 		return "must be at least 1";
 	}
-	return NULL;
+	if (cf->batch && !cf->batch_url) {
+		char *u = default_batch_url(cf->url);
+
+		free(u);
+		if (!u) {
+			*option = "batch_url";
+			return "needed with batch: url does not end in /{public_key}, so there is no default";
+		}
+	}
+	*option = "allowed_prefixes";
+	return wg_policy_check(&cf->allowed_prefixes, true, buf, len);
 }
 
 static void wipe_headers(struct curl_slist *l)
@@ -992,24 +769,29 @@ static int rh_start(void *ctx)
 	struct ctx *c = ctx;
 	const struct conf *cf = c->conf;
 	struct curl_slist *h;
-	size_t i;
 	int ret;
 
-	c->prefixes = calloc(cf->allowed_prefixes.n, sizeof(*c->prefixes));
+	/* checked by the option table and validate: only ENOMEM can fail */
+	ret = wg_policy_load(&c->pol, &cf->allowed_prefixes);
+	if (ret)
+		return ret;
 	c->sources = calloc(SOURCE_SLOTS, sizeof(*c->sources));
 	c->backoff = calloc(BACKOFF_SLOTS, sizeof(*c->backoff));
-	if (!c->prefixes || !c->sources || !c->backoff)
+	if (!c->sources || !c->backoff)
 		return -ENOMEM;
-	for (i = 0; i < cf->allowed_prefixes.n; i++)
-		if (wg_allowed_ip_parse(&c->prefixes[i], ((char **)cf->allowed_prefixes.v)[i]))
-			return -EINVAL; /* checked by the option table already */
-	c->n_prefixes = cf->allowed_prefixes.n;
-	randombytes_buf(c->hash_key, sizeof(c->hash_key));
 
 	h = curl_slist_append(NULL, "Accept: application/json");
 	if (!h)
 		return -ENOMEM;
 	c->headers = h;
+	if (cf->batch) {
+		h = curl_slist_append(c->headers, "Content-Type: application/json");
+		if (!h)
+			return -ENOMEM;
+		c->batch_url = cf->batch_url ? strdup(cf->batch_url) : default_batch_url(cf->url);
+		if (!c->batch_url)
+			return -ENOMEM;
+	}
 	if (cf->token_file) {
 		ret = load_token(c);
 		if (ret)
@@ -1025,9 +807,15 @@ static int rh_start(void *ctx)
 	c->multi = curl_multi_init();
 	if (!c->multi)
 		return -ENOMEM;
-	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	c->window = c->host->timer_new(c->self, on_window, c);
+	if (!c->window) {
+		curl_multi_cleanup(c->multi);
+		c->multi = NULL;
+		return -ENOMEM;
+	}
+	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, transfer_on_socket);
 	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, transfer_on_curl_timer);
 	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
 	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)cf->max_concurrency);
 	curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cf->max_concurrency);
@@ -1035,10 +823,20 @@ static int rh_start(void *ctx)
 	c->timer.data = c;
 	c->timer_init = true;
 	c->open_handles = 1;
-	c->host->log(c->self, WGGWD_LOG_INFO,
-		     "asking %s (at most %lld at once, %lld/s, burst %lld)%s", cf->url,
-		     (long long)cf->max_concurrency, (long long)cf->rate, (long long)cf->burst,
-		     cf->token_file ? " with a bearer token" : "");
+	if (cf->batch)
+		c->host->log(c->self, WGGWD_LOG_INFO,
+			     "asking %s in batches of up to %lld keys gathered for %lld ms (at most %lld requests at once, %lld/s, burst %lld; returning keys %lld/s, burst %lld)%s",
+			     c->batch_url, (long long)cf->batch_max, (long long)cf->batch_window_ms,
+			     (long long)cf->max_concurrency, (long long)cf->rate, (long long)cf->burst,
+			     (long long)cf->returning_rate, (long long)cf->returning_burst,
+			     cf->token_file ? " with a bearer token" : "");
+	else
+		c->host->log(c->self, WGGWD_LOG_INFO,
+			     "asking %s (at most %lld at once, %lld/s, burst %lld; returning keys %lld/s, burst %lld)%s",
+			     cf->url, (long long)cf->max_concurrency, (long long)cf->rate,
+			     (long long)cf->burst, (long long)cf->returning_rate,
+			     (long long)cf->returning_burst,
+			     cf->token_file ? " with a bearer token" : "");
 	return 0;
 }
 
@@ -1047,36 +845,38 @@ static void rh_stop(void *ctx)
 	struct ctx *c = ctx;
 	struct req *r;
 
-	c->stopping = true;
-	/* what waits fails; what runs is cancelled and fails */
-	while ((r = c->queue.head)) {
-		struct wggwd_item *it = r->it;
+	int q;
 
-		list_del(&c->queue, r);
-		(*c->queued)--;
-		req_free(r);
-		it->drop_reason = "shutdown";
-		c->host->complete(c->self, it, WGGWD_ERROR);
+	c->stopping = true;
+	/* what gathers or waits fails; what runs is cancelled and fails */
+	if (c->window) {
+		c->host->timer_free(c->window);
+		c->window = NULL;
+	}
+	for (q = 0; q < Q_MAX; q++) {
+		batch_send(c, q);
+		while ((r = c->queue[q].head)) {
+			reqlist_del(&c->queue[q], r);
+			c->waiting[q] -= r->ns;
+			*c->queued -= r->ns;
+			req_complete(c, r, WGGWD_ERROR, WGGWD_R_SHUTDOWN);
+		}
 	}
 	while ((r = c->running.head)) {
-		struct wggwd_item *it = r->it;
-
-		list_del(&c->running, r);
+		reqlist_del(&c->running, r);
 		(*c->in_flight)--;
 		curl_multi_remove_handle(c->multi, r->easy);
-		req_free(r);
-		it->drop_reason = "shutdown";
-		c->host->complete(c->self, it, WGGWD_ERROR);
+		req_complete(c, r, WGGWD_ERROR, WGGWD_R_SHUTDOWN);
 	}
 	if (c->multi) {
-		curl_multi_cleanup(c->multi); /* may close sockets through on_socket */
+		curl_multi_cleanup(c->multi); /* may close sockets through transfer_on_socket */
 		c->multi = NULL;
 	}
 	while (c->socks)
-		sock_close(c, c->socks);
+		transfer_sock_close(c, c->socks);
 	if (c->timer_init) {
 		uv_timer_stop(&c->timer);
-		uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+		uv_close((uv_handle_t *)&c->timer, transfer_on_closed);
 		c->timer_init = false;
 	} else if (!c->open_handles) {
 		c->stopped = true;
@@ -1092,10 +892,10 @@ static void rh_destroy(void *ctx)
 		curl_multi_cleanup(c->multi);
 	wipe_headers(c->headers);
 	curl_slist_free_all(c->headers);
-	free(c->prefixes);
+	wg_policy_free(&c->pol);
+	free(c->batch_url);
 	free(c->sources);
 	free(c->backoff);
-	sodium_memzero(c->hash_key, sizeof(c->hash_key));
 	curl_global_cleanup();
 	free(c);
 }

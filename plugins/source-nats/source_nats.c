@@ -14,21 +14,30 @@
  *    "version"?: <integer, increasing per key>}
  *
  * and becomes one PEER item (transport PUSH, origin PUSH, version = the
- * message's, else its stream sequence). The message is settled from the
- * `done` op, once the item has finished the pipeline:
+ * message's, else its stream sequence; a removal is an item with op
+ * REMOVE and reason pushed). The message is settled from the `done` op,
+ * once the item has finished the pipeline:
  *
  *   CONTINUE, DONE      +ACK  (installed, or nothing to do)
  *   ERROR               -NAK with nak_delay (redelivered later)
  *   DROP                +TERM (the pipeline refused it: never retried)
+ *   DROP shutdown       -NAK  (redelivered at once, to whoever is there)
+ *   DROP inflight_duplicate, overloaded, no_memory
+ *                       -NAK with nak_delay (a passing condition)
  *
  * A message this source refuses itself (not JSON, a bad key or address,
- * an allowed IP outside allowed_prefixes) is a poison message: +TERM at
- * once, counted, never retried.
+ * more than max_allowed_ips allowed IPs, one outside allowed_prefixes, an
+ * endpoint that is loopback, link-local, unspecified, multicast or ours, a
+ * version above max_version or more than max_version_jump ahead) is a
+ * poison message: +TERM at once, counted (poison, poison_<why>), never
+ * retried (sn_msg.c).
  *
  * Ordering: items for one key go down the pipeline one at a time, in the
  * order received; a message whose version is not newer than the newest
  * one this process has completed for its key is ACKed as stale without
- * being emitted. That memory lives as long as the process: across
+ * being emitted. That memory is bounded (max_keys idle keys, least
+ * recently pushed forgotten first; gauge keys) and lives at most as long
+ * as the process: across
  * restarts (and when a NAKed old version comes back after a newer one
  * was acknowledged by a previous run) the version check of a store
  * (store-sqlite keeps pushed versions and tombstones) is what keeps an
@@ -43,117 +52,38 @@
  * through natsconn.c's mailbox (host->post). ACKs are plain publishes on
  * the message's reply subject, made on the loop.
  *
- * Counters: received, emitted, acked, naked, terminated, stale, poison,
- * refused (the pipeline dropped it), busy, redelivered, replies; gauge
- * in_flight. Connection counters: see natsconn.c.
+ * Counters: received, emitted, acked, naked, terminated, stale, poison
+ * (and poison_<why> per kind), refused (the pipeline dropped it), busy,
+ * redelivered, replies, keys_forgotten; gauges in_flight, keys. Connection counters: see
+ * plugins/common/natsconn.c.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 #include <sodium.h>
 #include <uv.h>
 
 #include "natsconn.h"
+#include "peerpolicy.h"
+#include "sn.h"
 #include "wgutil.h"
-
-enum { MODE_JETSTREAM, MODE_REQUEST };
-static const char *const mode_choices[] = { "jetstream", "request", NULL };
-
-struct conf {
-	struct nc_conf nc;
-	int mode;
-	char *subject;
-	char *durable;
-	char *stream;
-	char *queue;
-	int64_t max_in_flight;
-	int64_t ack_wait_ms;
-	int64_t nak_delay_ms;
-	int64_t max_deliver;
-	int64_t heartbeat_ms;
-	int64_t drain_timeout_ms;
-	struct wggwd_list allowed_prefixes;
-};
-
-static const char *check_durable(const void *field, char *buf, size_t len)
-{
-	const char *s = *(char *const *)field;
-
-	if (!*s || strpbrk(s, ".*> \t\r\n")) {
-		snprintf(buf, len, "a consumer name may not be empty or contain '.', '*', '>' or blanks");
-		return buf;
-	}
-	return NULL;
-}
-
-static const char *check_subject(const void *field, char *buf, size_t len)
-{
-	const char *s = *(char *const *)field;
-
-	if (!*s || strpbrk(s, " \t\r\n") || s[0] == '.' || s[strlen(s) - 1] == '.' ||
-	    strstr(s, "..")) {
-		snprintf(buf, len, "expected a NATS subject (tokens separated by '.', no blanks)");
-		return buf;
-	}
-	return NULL;
-}
-
-static const struct wggwd_opt opts[] = {
-	NC_OPTS(struct conf, nc),
-	{ .name = "mode", .type = WGGWD_OPT_ENUM, .def = "jetstream", .choices = mode_choices,
-	  .offset = offsetof(struct conf, mode),
-	  .help = "jetstream: a durable consumer, ACK after install (nothing lost); request: core NATS request/reply, answered after install" },
-	{ .name = "subject", .type = WGGWD_OPT_STR, .flags = WGGWD_OPT_REQUIRED,
-	  .offset = offsetof(struct conf, subject), .check = check_subject,
-	  .help = "where the control plane publishes this gateway's (or region's) peers (wggwd.peers.gw1)" },
-	{ .name = "durable", .type = WGGWD_OPT_STR,
-	  .offset = offsetof(struct conf, durable), .check = check_durable,
-	  .help = "jetstream: the durable consumer's name (one per gateway); created if missing" },
-	{ .name = "stream", .type = WGGWD_OPT_STR,
-	  .offset = offsetof(struct conf, stream),
-	  .help = "jetstream: the stream to bind to (default: the one whose subjects cover subject)" },
-	{ .name = "queue", .type = WGGWD_OPT_STR,
-	  .offset = offsetof(struct conf, queue),
-	  .help = "request: a queue group, so that several daemons share one subject" },
-	{ .name = "max_in_flight", .type = WGGWD_OPT_INT, .def = "256", .min = 1, .max = 100000,
-	  .offset = offsetof(struct conf, max_in_flight),
-	  .help = "messages received and not yet settled (the consumer's max_ack_pending; request mode answers busy beyond it)" },
-	{ .name = "ack_wait", .type = WGGWD_OPT_DURATION, .def = "30s", .min = 100, .max = 3600000,
-	  .offset = offsetof(struct conf, ack_wait_ms),
-	  .help = "jetstream: how long the server waits for an ACK before redelivering (after a crash: how soon the unsettled messages come back)" },
-	{ .name = "nak_delay", .type = WGGWD_OPT_DURATION, .def = "2s", .min = 0, .max = 3600000,
-	  .offset = offsetof(struct conf, nak_delay_ms),
-	  .help = "jetstream: a message whose item failed (ERROR) is redelivered after this" },
-	{ .name = "max_deliver", .type = WGGWD_OPT_INT, .def = "0", .min = 0, .max = 1000000,
-	  .offset = offsetof(struct conf, max_deliver),
-	  .help = "jetstream: deliveries of one message before the server gives up on it (0: no limit; errors are retried, poison is terminated anyway)" },
-	{ .name = "heartbeat", .type = WGGWD_OPT_DURATION, .def = "5s", .min = 0, .max = 600000,
-	  .offset = offsetof(struct conf, heartbeat_ms),
-	  .help = "jetstream: the consumer's idle heartbeat; missing ones make the source bind the consumer again (0: off)" },
-	{ .name = "drain_timeout", .type = WGGWD_OPT_DURATION, .def = "5s", .min = 0, .max = 600000,
-	  .offset = offsetof(struct conf, drain_timeout_ms),
-	  .help = "at stop: how long items already in the pipeline may take to finish and be ACKed before the connection closes (the rest are redelivered)" },
-	{ .name = "allowed_prefixes", .type = WGGWD_OPT_LIST, .min = 0, .max = 256,
-	  .offset = offsetof(struct conf, allowed_prefixes), .check = wg_check_allowed_ip,
-	  .help = "every allowed IP of a pushed peer must lie inside one of these (10.90.0.0/16), else the message is terminated as poison (policy); empty: no check" },
-	WGGWD_OPT_END
-};
 
 struct pmsg;
 
-/* what this process knows about one key */
+/* what this process knows about one key; idle ones (nothing queued or in
+ * the pipeline) are on an LRU list, forgotten beyond max_keys */
 struct keyst {
 	uint8_t key[WGGWD_KEY_LEN];
 	uint64_t applied;       /* newest version completed */
 	bool has_applied;
 	bool busy;              /* an item for it is in the pipeline */
-	bool kicking;
+	bool kicking, idle;
 	struct pmsg *wq, **wq_tail;
 	struct keyst *next;
+	struct keyst *lprev, *lnext;
 };
 
 /* one received message, until it is settled */
@@ -163,7 +93,6 @@ struct pmsg {
 	struct wggwd_item *it;  /* ours until emitted */
 	char *reply;
 	uint64_t version;
-	bool emitted;
 	struct pmsg *wnext;
 	struct pmsg *prev, *next;
 };
@@ -172,22 +101,23 @@ struct pmsg {
 
 enum {
 	C_RECEIVED, C_EMITTED, C_ACKED, C_NAKED, C_TERMINATED, C_STALE, C_POISON, C_REFUSED,
-	C_BUSY, C_REDELIVERED, C_REPLIES, C_MAX
+	C_BUSY, C_REDELIVERED, C_REPLIES, C_FORGOTTEN, C_MAX
 };
 static const char *const counter_names[C_MAX] = {
 	"received", "emitted", "acked", "naked", "terminated", "stale", "poison", "refused",
-	"busy", "redelivered", "replies",
+	"busy", "redelivered", "replies", "keys_forgotten",
 };
 
 struct ctx {
 	const struct wggwd_host *host;
 	struct wggwd_inst *self;
-	const struct conf *conf;
+	const struct sn_conf *conf;
 	struct nc *nc;
 	natsSubscription *sub;
-	struct wggwd_allowed_ip *prefixes;
-	size_t n_prefixes;
+	struct sn_policy pol;
 	struct keyst **keys;
+	size_t n_keys;
+	struct keyst *lru, *lru_tail; /* idle keys, least recently used first */
 	struct pmsg *live;       /* every pmsg */
 	size_t n_live, n_emitted;
 	uv_timer_t timer;        /* subscribe retry; drain timeout at stop */
@@ -195,51 +125,21 @@ struct ctx {
 	bool work_busy, resubscribe;
 	int sub_failures;
 	bool stopping, closing, drain_expired, conn_closed;
-	uint64_t last_warn_ms;
 	uint64_t *c[C_MAX];
-	int64_t *in_flight;
+	uint64_t *poison[P_MAX];
+	int64_t *in_flight, *g_keys;
 };
 
 /* --------------------------------------------------------------- helpers */
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
+#define warn_limited(c, ...) (c)->host->log_limited((c)->self, WGGWD_LOG_WARN, __VA_ARGS__)
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static void WGGWD_PRINTF(2, 3) log_limited(struct ctx *c, const char *fmt, ...)
-{
-	uint64_t now = mono_ms();
-	char buf[512];
-	va_list ap;
-
-	if (c->last_warn_ms && now - c->last_warn_ms < 1000)
-		return;
-	c->last_warn_ms = now;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	c->host->log(c->self, WGGWD_LOG_WARN, "%s", buf);
-}
-
+/* keys are the control plane's choice: buckets by the host's keyed hash */
 static struct keyst *key_get(struct ctx *c, const uint8_t *key)
 {
-	uint32_t h;
+	size_t h = c->host->hash(key, WGGWD_KEY_LEN) % KEY_BUCKETS;
 	struct keyst *k;
 
-	memcpy(&h, key, sizeof(h));
-	h %= KEY_BUCKETS;
 	for (k = c->keys[h]; k; k = k->next)
 		if (!memcmp(k->key, key, WGGWD_KEY_LEN))
 			return k;
@@ -250,7 +150,45 @@ static struct keyst *key_get(struct ctx *c, const uint8_t *key)
 	k->wq_tail = &k->wq;
 	k->next = c->keys[h];
 	c->keys[h] = k;
+	*c->g_keys = ++c->n_keys;
 	return k;
+}
+
+static void lru_unlink(struct ctx *c, struct keyst *k)
+{
+	if (!k->idle)
+		return;
+	*(k->lprev ? &k->lprev->lnext : &c->lru) = k->lnext;
+	*(k->lnext ? &k->lnext->lprev : &c->lru_tail) = k->lprev;
+	k->lprev = k->lnext = NULL;
+	k->idle = false;
+}
+
+static void key_forget(struct ctx *c, struct keyst *k)
+{
+	struct keyst **pp = &c->keys[c->host->hash(k->key, WGGWD_KEY_LEN) % KEY_BUCKETS];
+
+	lru_unlink(c, k);
+	while (*pp != k)
+		pp = &(*pp)->next;
+	*pp = k->next;
+	free(k);
+	*c->g_keys = --c->n_keys;
+	(*c->c[C_FORGOTTEN])++;
+}
+
+/* k has nothing queued or in flight: most recently used; then the bound */
+static void key_idle(struct ctx *c, struct keyst *k)
+{
+	if (k->busy || k->wq || k->kicking)
+		return;
+	lru_unlink(c, k);
+	k->idle = true;
+	k->lprev = c->lru_tail;
+	*(c->lru_tail ? &c->lru_tail->lnext : &c->lru) = k;
+	c->lru_tail = k;
+	while (c->n_keys > (size_t)c->conf->max_keys && c->lru)
+		key_forget(c, c->lru);
 }
 
 static void update_gauge(struct ctx *c)
@@ -309,7 +247,7 @@ static void publish(struct ctx *c, const char *subj, const char *text)
 	natsStatus s = natsConnection_PublishString(nc_conn(c->nc), subj, text);
 
 	if (s != NATS_OK)
-		log_limited(c, "publish to %s: %s", subj, nc_err(s));
+		warn_limited(c, "publish to %s: %s", subj, nc_err(s));
 }
 
 static void reply_json(struct ctx *c, struct pmsg *pm, const char *error)
@@ -362,147 +300,6 @@ static void term(struct ctx *c, struct pmsg *pm, const char *why)
 		publish(c, pm->reply, "+TERM");
 }
 
-/* --------------------------------------------------------------- parsing */
-
-/* "$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>",
- * or with "<domain>.<account hash>." before the stream (v2, and maybe a
- * trailing token). */
-static bool ack_subject_parse(const char *s, uint64_t *sseq, uint64_t *delivered)
-{
-	const char *tok[16];
-	size_t n = 0, base;
-	char *end;
-
-	if (strncmp(s, "$JS.ACK.", 8))
-		return false;
-	s += 8;
-	tok[n++] = s;
-	for (; *s && n < 16; s++)
-		if (*s == '.')
-			tok[n++] = s + 1;
-	if (n == 7)
-		base = 0;
-	else if (n >= 9)
-		base = 2;
-	else
-		return false;
-	*delivered = strtoull(tok[base + 2], &end, 10);
-	if (*end != '.')
-		return false;
-	*sseq = strtoull(tok[base + 3], &end, 10);
-	return *end == '.' && *sseq;
-}
-
-static void wipe_json_key(json_t *root, const char *name)
-{
-	json_t *v = json_object_get(root, name);
-
-	if (json_is_string(v))
-		sodium_memzero((char *)json_string_value(v), json_string_length(v));
-}
-
-/* The message as an item; NULL and *why (a static phrase) if poison. */
-static const char *parse_msg(struct ctx *c, const char *data, int len, struct wggwd_item *it,
-			     uint64_t seq)
-{
-	struct wggwd_peer *p = &it->peer;
-	json_t *root, *v, *ips, *ip;
-	json_error_t jerr;
-	const char *why = NULL, *op;
-	size_t i, k;
-
-	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root || !json_is_object(root)) {
-		why = "bad_json";
-		goto out;
-	}
-	v = json_object_get(root, "op");
-	op = json_is_string(v) ? json_string_value(v) : v ? NULL : "add";
-	if (!op || (strcmp(op, "add") && strcmp(op, "remove"))) {
-		why = "bad_op";
-		goto out;
-	}
-	it->op = strcmp(op, "add") ? WGGWD_OP_REMOVE : WGGWD_OP_ADD;
-	v = json_object_get(root, "public_key");
-	if (!json_is_string(v) || wg_key_from_b64(p->public_key, json_string_value(v)) ||
-	    wg_key_is_zero(p->public_key)) {
-		why = "bad_key";
-		goto out;
-	}
-	memcpy(it->public_key, p->public_key, WGGWD_KEY_LEN);
-	p->has = WGGWD_PEER_HAS_PUBLIC_KEY | WGGWD_PEER_HAS_VERSION;
-	v = json_object_get(root, "version");
-	if (v && !json_is_null(v)) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0) {
-			why = "bad_version";
-			goto out;
-		}
-		p->version = (uint64_t)json_integer_value(v);
-	} else if (seq) {
-		p->version = seq;
-	} else {
-		p->has &= ~WGGWD_PEER_HAS_VERSION;
-	}
-	if (it->op == WGGWD_OP_REMOVE)
-		goto out;
-	ips = json_object_get(root, "allowed_ips");
-	if (ips && !json_is_array(ips)) {
-		why = "bad_allowed_ips";
-		goto out;
-	}
-	if (json_array_size(ips) > WGGWD_MAX_ALLOWED) {
-		why = "bad_allowed_ips";
-		goto out;
-	}
-	json_array_foreach(ips, i, ip) {
-		if (!json_is_string(ip) || wg_allowed_ip_parse(&p->allowed[i], json_string_value(ip))) {
-			why = "bad_allowed_ips";
-			goto out;
-		}
-	}
-	p->n_allowed = json_array_size(ips);
-	p->has |= WGGWD_PEER_HAS_ALLOWED_IPS | WGGWD_PEER_HAS_KEEPALIVE;
-	v = json_object_get(root, "preshared_key");
-	if (v && !json_is_null(v)) {
-		if (!json_is_string(v) || wg_key_from_b64(p->preshared_key, json_string_value(v))) {
-			why = "bad_preshared_key";
-			goto out;
-		}
-		p->has |= WGGWD_PEER_HAS_PRESHARED_KEY;
-	}
-	v = json_object_get(root, "persistent_keepalive");
-	if (v && !json_is_null(v)) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 65535) {
-			why = "bad_keepalive";
-			goto out;
-		}
-		p->keepalive = json_integer_value(v);
-	}
-	v = json_object_get(root, "endpoint");
-	if (v && !json_is_null(v)) {
-		if (!json_is_string(v) || wg_sockaddr_parse(&p->endpoint, json_string_value(v))) {
-			why = "bad_endpoint";
-			goto out;
-		}
-		p->has |= WGGWD_PEER_HAS_ENDPOINT;
-	}
-	for (i = 0; c->n_prefixes && i < p->n_allowed; i++) {
-		for (k = 0; k < c->n_prefixes; k++)
-			if (wg_allowed_ip_within(&p->allowed[i], &c->prefixes[k]))
-				break;
-		if (k == c->n_prefixes) {
-			why = "policy";
-			goto out;
-		}
-	}
-out:
-	if (root) {
-		wipe_json_key(root, "preshared_key");
-		json_decref(root);
-	}
-	return why;
-}
-
 /* ------------------------------------------------------------- pipeline */
 
 static void kick(struct ctx *c, struct keyst *ks);
@@ -511,22 +308,42 @@ static void emit(struct ctx *c, struct pmsg *pm)
 {
 	struct keyst *ks = pm->ks;
 	struct wggwd_item *it = pm->it;
+	int ret;
 
-	if ((it->peer.has & WGGWD_PEER_HAS_VERSION) && ks->has_applied &&
-	    it->peer.version <= ks->applied) {
+	if ((it->peer->has & WGGWD_PEER_HAS_VERSION) && ks->has_applied &&
+	    it->peer->version <= ks->applied) {
 		/* an older (or the same) version than one already done */
 		(*c->c[C_STALE])++;
 		ack(c, pm);
 		pmsg_free(pm);
 		return;
 	}
+	if ((it->peer->has & WGGWD_PEER_HAS_VERSION) && ks->has_applied &&
+	    c->conf->max_version_jump &&
+	    it->peer->version - ks->applied > (uint64_t)c->conf->max_version_jump) {
+		(*c->c[C_POISON])++;
+		(*c->poison[P_VERSION_JUMP])++;
+		warn_limited(c, "version %llu is more than max_version_jump beyond the applied %llu: message terminated (version_jump)",
+			     (unsigned long long)it->peer->version, (unsigned long long)ks->applied);
+		term(c, pm, sn_poison_names[P_VERSION_JUMP]);
+		pmsg_free(pm);
+		return;
+	}
 	ks->busy = true;
-	pm->emitted = true;
 	pm->it = NULL; /* the core's now */
 	c->n_emitted++;
-	(*c->c[C_EMITTED])++;
-	it->source_ref = pm;
-	c->host->emit(c->self, it); /* may finish at once: done() */
+	*c->host->slot(c->self, it) = pm;
+	ret = c->host->emit(c->self, it); /* 0: may have finished already */
+	if (!ret) {
+		(*c->c[C_EMITTED])++;
+		return;
+	}
+	/* refused and freed; done will not come: redeliver it */
+	ks->busy = false;
+	c->n_emitted--;
+	nak(c, pm, ret == -ESHUTDOWN ? 0 : c->conf->nak_delay_ms,
+	    ret == -ESHUTDOWN ? "shutdown" : "refused");
+	pmsg_free(pm);
 }
 
 static void kick(struct ctx *c, struct keyst *ks)
@@ -545,29 +362,33 @@ static void kick(struct ctx *c, struct keyst *ks)
 		emit(c, pm);
 	}
 	ks->kicking = false;
+	if (!c->stopping)
+		key_idle(c, ks); /* may free ks */
 }
 
 static void on_msg(void *owner, natsMsg *m)
 {
 	struct ctx *c = owner;
-	const char *reply = natsMsg_GetReply(m), *why;
-	uint64_t seq = 0, delivered = 1;
+	const char *reply = natsMsg_GetReply(m);
+	uint64_t seq = 0, delivered = 1, now = c->host->now_ns();
 	struct wggwd_item *it;
 	struct pmsg *pm;
 	char b64[WG_KEY_B64_LEN];
+	const char *what;
+	int why;
 
 	(*c->c[C_RECEIVED])++;
 	if (c->conf->mode == MODE_JETSTREAM) {
-		if (!reply || !ack_subject_parse(reply, &seq, &delivered)) {
-			log_limited(c, "a message on %s is not from a JetStream consumer; ignored",
-				    natsMsg_GetSubject(m));
+		if (!reply || !sn_ack_subject_parse(reply, &seq, &delivered)) {
+			warn_limited(c, "a message on %s is not from a JetStream consumer; ignored",
+				     natsMsg_GetSubject(m));
 			goto out;
 		}
 		if (delivered > 1)
 			(*c->c[C_REDELIVERED])++;
 	} else if (!reply) {
-		log_limited(c, "a message on %s has no reply subject; ignored (request mode)",
-			    natsMsg_GetSubject(m));
+		warn_limited(c, "a message on %s has no reply subject; ignored (request mode)",
+			     natsMsg_GetSubject(m));
 		goto out;
 	}
 	pm = pmsg_new(c, reply);
@@ -585,34 +406,47 @@ static void on_msg(void *owner, natsMsg *m)
 		goto out;
 	}
 	it = pm->it = c->host->item_new(c->self);
-	it->type = WGGWD_MSG_PEER;
-	it->transport = WGGWD_TR_PUSH;
-	it->rx_realtime_ns = realtime_ns();
-	it->peer.origin = WGGWD_ORIGIN_PUSH;
-	why = parse_msg(c, natsMsg_GetData(m), natsMsg_GetDataLength(m), it, seq);
-	if (!why) {
-		pm->ks = key_get(c, it->peer.public_key);
-		if (!pm->ks) {
-			nak(c, pm, c->conf->nak_delay_ms, "no_memory");
-			pmsg_free(pm);
-			goto out;
-		}
-	}
-	if (why) {
-		(*c->c[C_POISON])++;
-		if (!strcmp(why, "policy")) {
-			wg_key_to_b64(b64, it->peer.public_key);
-			log_limited(c, "peer %s: an allowed IP lies outside allowed_prefixes: message terminated (policy)",
-				    b64);
-		} else {
-			log_limited(c, "poison message (%s) on %s, stream sequence %llu: terminated",
-				    why, natsMsg_GetSubject(m), (unsigned long long)seq);
-		}
-		term(c, pm, why);
+	if (!it) {
+		nak(c, pm, c->conf->nak_delay_ms, "no_memory");
 		pmsg_free(pm);
 		goto out;
 	}
-	pm->version = it->peer.version;
+	it->type = WGGWD_MSG_PEER;
+	it->transport = WGGWD_TR_PUSH;
+	it->t[WGGWD_T_RX] = now; /* the wait behind its key counts too */
+	it->rx_realtime_ns = c->host->realtime_ns();
+	it->peer->origin = WGGWD_ORIGIN_PUSH;
+	why = sn_parse(&c->pol, natsMsg_GetData(m), natsMsg_GetDataLength(m), it, seq, &what);
+	if (why == P_NONE) {
+		pm->ks = key_get(c, it->peer->public_key);
+		if (!pm->ks)
+			why = -ENOMEM;
+	}
+	if (why < 0) {
+		warn_limited(c, "out of memory for a message on %s: redelivered after nak_delay",
+			     natsMsg_GetSubject(m));
+		nak(c, pm, c->conf->nak_delay_ms, "no_memory");
+		pmsg_free(pm);
+		goto out;
+	}
+	if (why != P_NONE) {
+		(*c->c[C_POISON])++;
+		(*c->poison[why])++;
+		if (why == P_POLICY) {
+			wg_key_to_b64(b64, it->peer->public_key);
+			warn_limited(c, "peer %s: its %s is outside the policy (allowed_prefixes, allow_endpoints): message terminated (policy)",
+				     b64, what);
+		} else {
+			warn_limited(c, "poison message (%s) on %s, stream sequence %llu: terminated",
+				     sn_poison_names[why], natsMsg_GetSubject(m),
+				     (unsigned long long)seq);
+		}
+		term(c, pm, sn_poison_names[why]);
+		pmsg_free(pm);
+		goto out;
+	}
+	pm->version = it->peer->version;
+	lru_unlink(c, pm->ks);
 	*pm->ks->wq_tail = pm;
 	pm->ks->wq_tail = &pm->wnext;
 	kick(c, pm->ks);
@@ -625,40 +459,44 @@ static void check_stop(struct ctx *c);
 static void sn_done(void *ctx, struct wggwd_item *it, int verdict)
 {
 	struct ctx *c = ctx;
-	struct pmsg *pm = it->source_ref;
-	struct keyst *ks;
+	void **slot = c->host->slot(c->self, it);
+	struct pmsg *pm = *slot;
+	struct keyst *ks = pm->ks;
+	const char *why = c->host->reason_name(it->reason);
 
-	if ((it->flags & WGGWD_ITEM_INJECTED) || !pm || pm->c != c)
-		return;
-	ks = pm->ks;
 	switch (verdict) {
 	case WGGWD_CONTINUE:
 	case WGGWD_DONE:
-		if ((it->peer.has & WGGWD_PEER_HAS_VERSION) &&
-		    (!ks->has_applied || it->peer.version > ks->applied)) {
-			ks->applied = it->peer.version;
+		if ((it->peer->has & WGGWD_PEER_HAS_VERSION) &&
+		    (!ks->has_applied || it->peer->version > ks->applied)) {
+			ks->applied = it->peer->version;
 			ks->has_applied = true;
 		}
 		ack(c, pm);
 		break;
 	case WGGWD_DROP:
-		if (it->drop_reason && !strcmp(it->drop_reason, "shutdown")) {
-			nak(c, pm, 0, "shutdown");
+		if (it->reason == WGGWD_R_SHUTDOWN) {
+			nak(c, pm, 0, why);
+			break;
+		}
+		if (it->reason == WGGWD_R_INFLIGHT_DUPLICATE || it->reason == WGGWD_R_OVERLOADED ||
+		    it->reason == WGGWD_R_NO_MEMORY) {
+			nak(c, pm, c->conf->nak_delay_ms, why); /* not the message's fault */
 			break;
 		}
 		(*c->c[C_REFUSED])++;
-		log_limited(c, "the pipeline refused a pushed config (%s): message terminated",
-			    it->drop_reason ? it->drop_reason : "unspecified");
-		term(c, pm, it->drop_reason ? it->drop_reason : "refused");
+		warn_limited(c, "the pipeline refused a pushed config (%s%s%s): message terminated",
+			     why, it->detail ? ": " : "", it->detail ? it->detail : "");
+		term(c, pm, why);
 		break;
 	default:
-		nak(c, pm, c->conf->nak_delay_ms, it->drop_reason ? it->drop_reason : "error");
+		nak(c, pm, c->conf->nak_delay_ms, it->reason ? why : "error");
 		break;
 	}
 	ks->busy = false;
 	c->n_emitted--;
 	pmsg_free(pm);
-	it->source_ref = NULL;
+	*slot = NULL;
 	if (c->stopping)
 		check_stop(c);
 	else
@@ -682,7 +520,7 @@ static void subscribe_work(void *arg)
 {
 	struct subwork *w = arg;
 	struct ctx *c = w->c;
-	const struct conf *cf = c->conf;
+	const struct sn_conf *cf = c->conf;
 	jsCtx *js = NULL;
 	jsOptions jo;
 	jsSubOptions so;
@@ -707,8 +545,11 @@ static void subscribe_work(void *arg)
 	}
 	w->st = js_Subscribe(&w->sub, js, cf->subject, nc_msg_cb, nc_closure(c->nc), &jo, &so,
 			     &w->jerr);
-	if (w->st == NATS_OK)
+	if (w->st == NATS_OK) {
 		nc_sub_track(c->nc, w->sub);
+		/* the SUB on the deliver subject has reached the server */
+		natsConnection_FlushTimeout(nc_conn(c->nc), jo.Wait);
+	}
 out:
 	if (w->st != NATS_OK)
 		snprintf(w->err, sizeof(w->err), "%s", nc_err(w->st));
@@ -749,6 +590,36 @@ static void subscribe_after(void *arg, int status)
 		subscribe_retry(c);
 }
 
+/* request mode: drop the subscription and try again later */
+static void subscribe_failed(struct ctx *c, const char *what)
+{
+	c->host->log(c->self, WGGWD_LOG_WARN, "subscribe to %s: %s failed; retrying",
+		     c->conf->subject, what);
+	if (c->sub) {
+		natsSubscription_Destroy(c->sub);
+		c->sub = NULL;
+	}
+	c->sub_failures++;
+	subscribe_retry(c);
+}
+
+static void on_sub_flushed(void *owner, bool ok)
+{
+	struct ctx *c = owner;
+
+	c->work_busy = false;
+	if (c->stopping) {
+		check_stop(c);
+		return;
+	}
+	if (!ok) {
+		subscribe_failed(c, "flush (no PONG)");
+		return;
+	}
+	c->sub_failures = 0;
+	c->host->log(c->self, WGGWD_LOG_INFO, "answering requests on %s", c->conf->subject);
+}
+
 static void subscribe(struct ctx *c)
 {
 	struct subwork *w;
@@ -774,7 +645,13 @@ static void subscribe(struct ctx *c)
 			return;
 		}
 		nc_sub_track(c->nc, c->sub);
-		c->host->log(c->self, WGGWD_LOG_INFO, "answering requests on %s", c->conf->subject);
+		/* ready once the server has the SUB: a request sent after the
+		 * log line must not meet "no responders" */
+		if (nc_flush(c->nc, on_sub_flushed)) {
+			subscribe_failed(c, "flush");
+			return;
+		}
+		c->work_busy = true;
 		return;
 	}
 	w = calloc(1, sizeof(*w));
@@ -871,7 +748,18 @@ static int sn_create(const struct wggwd_host *host, struct wggwd_inst *self,
 	}
 	for (i = 0; i < C_MAX; i++)
 		c->c[i] = host->counter(self, counter_names[i]);
+	for (i = P_NONE + 1; i < P_MAX; i++) {
+		char name[64];
+
+		snprintf(name, sizeof(name), "poison_%s", sn_poison_names[i]);
+		c->poison[i] = host->counter(self, name);
+	}
 	c->in_flight = host->gauge(self, "in_flight");
+	c->g_keys = host->gauge(self, "keys");
+	c->pol.host = host;
+	c->pol.self = self;
+	c->pol.max_allowed_ips = c->conf->max_allowed_ips;
+	c->pol.max_version = (uint64_t)c->conf->max_version;
 	ret = nc_create(&c->nc, host, self, &c->conf->nc, &handlers, c);
 	if (ret)
 		goto err;
@@ -885,52 +773,66 @@ err:
 
 static const char *sn_validate(const void *conf, const char **option, char *buf, size_t len)
 {
-	const struct conf *cf = conf;
+	const struct sn_conf *cf = conf;
+	const char *why = nc_validate(&cf->nc, option);
 
-	(void)buf;
-	(void)len;
+	if (why)
+		return why;
 	if (cf->mode == MODE_JETSTREAM && !cf->durable) {
 		*option = "durable";
 		return "mode jetstream needs a durable consumer name";
 	}
-	if (cf->nc.nkey_seed_file && !cf->nc.nkey) {
-		*option = "nkey";
-		return "nkey_seed_file needs nkey (the public U... key)";
-	}
-	if (cf->nc.tls_cert_file && !cf->nc.tls_key_file) {
-		*option = "tls_key_file";
-		return "tls_cert_file needs tls_key_file";
-	}
+	*option = "allowed_prefixes";
+	return wg_policy_check(&cf->allowed_prefixes, true, buf, len);
+}
+
+/* Once created: say so if nothing but this process remembers versions. */
+static const char *sn_link(void *ctx, const void *conf, const struct wggwd_link *l,
+			   const char **option, char *buf, size_t len)
+{
+	struct ctx *c = ctx;
+
+	(void)conf;
+	(void)option;
+	(void)buf;
+	(void)len;
+	if (c && !(l->kinds_after & (1u << WGGWD_STORE)))
+		c->host->log(c->self, WGGWD_LOG_INFO,
+			     "pipeline %s has no store: only this process remembers pushed versions",
+			     l->pipeline);
 	return NULL;
 }
 
 static int sn_start(void *ctx)
 {
 	struct ctx *c = ctx;
-	const struct conf *cf = c->conf;
-	size_t i;
+	const struct sn_conf *cf = c->conf;
+	struct wg_policy ap;
 	int ret;
 
-	if (cf->allowed_prefixes.n) {
-		c->prefixes = calloc(cf->allowed_prefixes.n, sizeof(*c->prefixes));
-		if (!c->prefixes)
-			return -ENOMEM;
-		for (i = 0; i < cf->allowed_prefixes.n; i++)
-			if (wg_allowed_ip_parse(&c->prefixes[i], ((char **)cf->allowed_prefixes.v)[i]))
-				return -EINVAL;
-		c->n_prefixes = cf->allowed_prefixes.n;
-	} else {
-		c->host->log(c->self, WGGWD_LOG_WARN,
-			     "no allowed_prefixes: pushed allowed IPs are not checked");
+	ret = wg_policy_load(&ap, &cf->allowed_prefixes);
+	if (!ret) {
+		/* sn_policy keeps them as three fields (sn_msg.c) */
+		c->pol.any_prefix = ap.any;
+		c->pol.prefixes = ap.prefixes;
+		c->pol.n_prefixes = ap.n;
+		ret = sn_policy_load(&c->pol, &cf->allow_endpoints);
 	}
-	ret = nc_start(c->nc); /* may connect and subscribe at once */
 	if (ret)
 		return ret;
+	if (c->pol.any_prefix)
+		c->host->log(c->self, WGGWD_LOG_INFO,
+			     "allowed_prefixes: [any]: pushed allowed IPs are not checked");
+	/* the timer first: the connect (on the thread pool) may come back at once */
 	uv_timer_init(c->host->loop, &c->timer);
 	c->timer.data = c;
 	c->timer_open = true;
-	if (nc_conn(c->nc) && !c->sub && !c->work_busy)
-		subscribe(c);
+	ret = nc_start(c->nc);
+	if (ret) {
+		c->timer_open = false;
+		uv_close((uv_handle_t *)&c->timer, NULL);
+		return ret;
+	}
 	return 0;
 }
 
@@ -1002,7 +904,7 @@ static void sn_destroy(void *ctx)
 	struct keyst *ks, *kn;
 	size_t i;
 
-	/* items the core freed without done(): their messages are redelivered */
+	/* never emitted (a failed start): their messages are redelivered */
 	while (c->live)
 		pmsg_free(c->live);
 	nc_destroy(c->nc);
@@ -1012,18 +914,40 @@ static void sn_destroy(void *ctx)
 			free(ks);
 		}
 	free(c->keys);
-	free(c->prefixes);
+	sn_policy_free(&c->pol);
 	free(c);
+}
+
+/* /readyz: connected to NATS and subscribed. */
+static int sn_status(void *ctx, char *buf, size_t len)
+{
+	struct ctx *c = ctx;
+
+	if (c->stopping) {
+		snprintf(buf, len, "stopping");
+		return 1;
+	}
+	if (!nc_is_connected(c->nc)) {
+		snprintf(buf, len, "not connected to NATS");
+		return 1;
+	}
+	if (!c->sub) {
+		snprintf(buf, len, "connected to NATS; not subscribed yet");
+		return 1;
+	}
+	return 0;
 }
 
 static const struct wggwd_ops ops = {
 	.size = sizeof(struct wggwd_ops),
 	.create = sn_create,
 	.validate = sn_validate,
+	.link = sn_link,
 	.start = sn_start,
 	.stop = sn_stop,
 	.destroy = sn_destroy,
 	.done = sn_done,
+	.status = sn_status,
 };
 
 WGGWD_PLUGIN_DEFINE(
@@ -1035,6 +959,6 @@ WGGWD_PLUGIN_DEFINE(
 	.in = WGGWD_MSG_NONE,
 	.out = WGGWD_MSG_PEER,
 	.flags = WGGWD_F_OWN_THREADS,
-	.opts = opts,
-	.conf_size = sizeof(struct conf),
+	.opts = sn_opts,
+	.conf_size = sizeof(struct sn_conf),
 	.ops = &ops);

@@ -3,9 +3,16 @@
 """A controllable control-plane HTTP API for the tests (stdlib only).
 
 GET /v1/peers/<url-encoded base64 key> answers, per key or for all:
-a JSON peer, a status code, garbage, after a delay. Counts requests (per
+a JSON peer, a status code, garbage, an empty body (plain or chunked), a
+JSON peer in several chunks, after a delay. Counts requests (per
 key, in total, with their times) and the most requests it ever served at
 once. Optionally TLS.
+
+POST /v1/peers with a JSON list of keys (resolver-http's `batch`) answers
+an object with a member per key: its peer, null when unknown,
+{"error": ...} for an int answer; `omit` keys are left out, `raw` gives a
+member's value as is. Each POST is one request (total, times); each key
+in it counts for the key (per_key); batch_sizes lists the lists' lengths.
 """
 import json
 import socket
@@ -47,12 +54,66 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
+            elif mode == "empty":
+                self._send(200, b"")
+            elif mode == "empty_chunked":
+                self._send_chunked(200, [])
             elif answer is None:
                 self._send(404, b'{"error": "unknown key"}')
             elif isinstance(answer, int):
                 self._send(answer, b"{}")
+            elif mode == "chunked":
+                body = json.dumps(answer).encode()
+                self._send_chunked(200, [body[:1], body[1:len(body) // 2], body[len(body) // 2:]])
             else:
                 self._send(200, json.dumps(answer).encode())
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+        finally:
+            with api.lock:
+                api.current -= 1
+
+    def do_POST(self):
+        api = self.server.api
+        n = int(self.headers.get("Content-Length") or 0)
+        try:
+            keys = json.loads(self.rfile.read(n))
+        except ValueError:
+            keys = None
+        with api.lock:
+            api.current += 1
+            api.max_current = max(api.max_current, api.current)
+            api.total += 1
+            api.times.append(time.monotonic())
+            api.auth.append(self.headers.get("Authorization"))
+            api.raw_paths.append(self.path)
+            api.ctypes.append(self.headers.get("Content-Type"))
+            mode, delay = api.mode, api.delay
+            out = {}
+            if isinstance(keys, list):
+                api.batch_sizes.append(len(keys))
+                for k in keys:
+                    api.per_key[k] = api.per_key.get(k, 0) + 1
+                    if k in api.omit:
+                        continue
+                    if k in api.raw:
+                        out[k] = api.raw[k]
+                        continue
+                    a = api.answers.get(k)
+                    out[k] = {"error": f"http {a}"} if isinstance(a, int) else a
+        try:
+            if delay:
+                time.sleep(delay)
+            if not isinstance(keys, list) or self.path.rstrip("/") != "/v1/peers":
+                self._send(400, b'{"error": "expected a JSON list of keys"}')
+            elif mode == "garbage":
+                self._send(200, b"<html>this is not json", "text/html")
+            elif isinstance(mode, int):
+                self._send(mode, b'{"error": "down"}')
+            elif mode == "empty":
+                self._send(200, b"")
+            else:
+                self._send(200, json.dumps(out).encode())
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass
         finally:
@@ -66,6 +127,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _send_chunked(self, status, pieces, ctype="application/json"):
+        """Transfer-Encoding: chunked, each piece flushed on its own (and
+        a moment apart, so the client reads them one by one)."""
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        for p in pieces:
+            if p:  # a zero-length chunk would end the body
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(p), p))
+                self.wfile.flush()
+                time.sleep(0.02)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -76,13 +153,17 @@ class _Server(ThreadingHTTPServer):
 class Api:
     """Start with Api(); stop with close(). Change behaviour with the
     attributes (under .lock when it matters): answers, mode (None, an int
-    status for every request, "garbage", "close"), delay (seconds)."""
+    status for every request, "garbage", "close", "empty": 200 with an
+    empty body, "empty_chunked": the same, chunked, "chunked": the answers
+    in three chunks), delay (seconds)."""
 
     def __init__(self, tls=None):
         self.lock = threading.Lock()
         self.answers = {}
         self.mode = None
         self.delay = 0
+        self.omit = set()
+        self.raw = {}
         self.reset_counts()
         self.srv = _Server(("127.0.0.1", 0), _Handler)
         self.srv.api = self
@@ -104,9 +185,14 @@ class Api:
             self.times = []
             self.auth = []
             self.raw_paths = []
+            self.ctypes = []
+            self.batch_sizes = []
 
     def url(self):
         return f"{self.scheme}://127.0.0.1:{self.port}/v1/peers/{{public_key}}"
+
+    def batch_url(self):
+        return f"{self.scheme}://127.0.0.1:{self.port}/v1/peers"
 
     def peer(self, key, ips, **extra):
         """Answer key with a peer (allowed_ips ips, more fields in extra)."""

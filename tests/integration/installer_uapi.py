@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: MIT
 # Copyright (C) 2026 wggwd authors
 """installer-uapi against real wireguard-go interfaces in network namespaces
-(role inversion, keepalive restore, re-inject mode, eviction through dump
-and remove, the restore at stop, start failures), and against a fake UAPI
-socket (the exact request text, an errno reply, reconnecting).
+(role inversion, keepalive restore, re-inject mode through source-bpf,
+eviction through dump and retire, the restore at stop, a peer with 1,000
+allowed IPs, start failures), and against a fake UAPI socket (the exact
+request text, an errno reply, reconnecting).
 VERBOSE=1 prints every daemon's log as TAP comments."""
 import os
 import re
@@ -30,8 +31,8 @@ CHECKS = [
     "a repeated key with the same config is not installed again (unchanged)",
     "inversion run: SIGTERM exits 0",
     "reinject: installed with keepalive 0 and the re-inject flag set",
-    "reinject: the gateway does not initiate",
-    "reinject + evictor-idle: dump and remove take the never-completed peer away",
+    "reinject: the gateway does not initiate (it answers the re-sent initiation)",
+    "reinject + evictor-idle: dump and retire take the never-completed peer away",
     "reinject run: SIGTERM exits 0",
     "stop: a peer still waiting for its handshake gets its keepalive back; exit 0",
     "wireguard-go restarts: the next knock installs the peer again and the tunnel comes back",
@@ -40,6 +41,15 @@ CHECKS = [
     "fake socket: the reply buffer is parsed across many reads (a large dump)",
     "missing interface: start fails, says so, exit non-zero",
     "check: an interface name longer than 15 characters is refused",
+    "check: completion reinject behind a source that cannot re-send is refused at `completion`",
+    "a peer with 1,000 allowed IPs (resolver-static) is installed; `wg show` lists all 1,000",
+    "the 1,000 allowed IPs: a second knock changes nothing (unchanged)",
+    "the 1,000 allowed IPs: a daemon started on them reads them and finds the knock unchanged",
+    "policy: a static answer with an allowed IP outside allowed_prefixes is refused at install (policy), logged with its key; the in-policy one installs",
+    "policy: with no allowed_prefixes a store-fed pipeline says so at start, and installs what it is given",
+    "policy: a store's cached answer outside a narrowed allowed_prefixes is refused at install and the peer taken off the interface; an in-policy cached one installs",
+    "check: allowed_prefixes [any, ...] and a malformed prefix are refused",
+    "fake socket: a dump reply with no blank line is cut at max_reply; the daemon reconnects and its memory stays small",
 ]
 
 why = wgnet.missing()
@@ -68,24 +78,33 @@ def daemon(cfg, ns=None):
 
 
 def config(name, keys, endpoint, peers, wg_opts, extra_stages="", extra_pipeline="",
-           interval="0"):
+           interval="0", sniff=None):
+    """keys/endpoint: source-keys knocks; sniff=INTERFACE: source-bpf and
+    decoder-noise there instead (real initiations, re-sent on reinject)"""
     stats = f"{tmp}/{name}.json"
     peer_yaml = "".join(f"""
         - public_key: {pub}
           allowed_ips: [{", ".join(ips)}]{extra}""" for pub, ips, extra in peers)
     opts = "".join(f"\n      {k}: {v}" for k, v in wg_opts.items())
-    cfg = write(f"{tmp}/{name}.yaml", f"""
-log_level: debug
-plugin_path: [{TEST_PLUGINS}]
-stats_file: {stats}
-stats_interval: 50ms
-stages:
+    source = f"""
   keys:
     plugin: source-keys
     options:
       keys: [{", ".join(keys)}]
       endpoint: {endpoint}
-      interval: {interval}
+      interval: {interval}""" if not sniff else f"""
+  keys:
+    plugin: source-bpf
+    options:
+      interface: {sniff}
+  noise:
+    plugin: decoder-noise"""
+    cfg = write(f"{tmp}/{name}.yaml", f"""
+log_level: debug
+plugin_path: [{TEST_PLUGINS}]
+stats_file: {stats}
+stats_interval: 50ms
+stages:{source}
   static:
     plugin: resolver-static
     options:
@@ -95,7 +114,7 @@ stages:
     options:{opts}
 {extra_stages}
 pipelines:
-  pull: [keys, static, wg{extra_pipeline}]
+  pull: [keys,{" noise," if sniff else ""} static, wg{extra_pipeline}]
 """)
     return cfg, stats
 
@@ -138,13 +157,13 @@ def real_checks():
        and not log_has(c1.log, "Sending handshake initiation"),
        CHECKS[2], (before, gw(c1.pub), d.output()))
     restored = wait_until(lambda: (gw(c1.pub) or {}).get("keepalive") == 0
-                          and stat(stats, "wg.restore_keepalive") >= 1)
+                          and stat(stats, "wg.keepalive_restored") >= 1)
     ok(restored, CHECKS[3], (gw(c1.pub), read_stats(stats), d.output()))
     m = re.search(r"handshake (-?[\d.]+) ms after install", d.output())
     if m:
         print(f"# install -> handshake: {m.group(1)} ms (gateway's own timestamps)")
     ok(net.ping(c1.ns, topo.gw_tunnel_ip, timeout=2), CHECKS[4], gw(c1.pub))
-    ok(wait_until(lambda: stat(stats, "wg.restore_timeout") == 1
+    ok(wait_until(lambda: stat(stats, "wg.restore_timeouts") == 1
                   and (gw(ghost) or {}).get("keepalive") == 0, 5)
        and (gw(ghost) or {}).get("latest_handshake") == 0,
        CHECKS[5], (gw(ghost), read_stats(stats)))
@@ -153,25 +172,35 @@ def real_checks():
        CHECKS[6], read_stats(stats))
     ok(d.stop() == 0, CHECKS[7], d.output())
 
-    # 2. reinject, with evictor-idle removing the peer that never completes
-    cfg, stats = config("rei", [c2.pub], c2.endpoint, [(c2.pub, [f"{c2.tunnel_ip}/32"], "")],
+    # 2. reinject (source-bpf sniffs client 2's initiation and re-sends it),
+    # with evictor-idle removing the peer that never completes: the gateway
+    # holds a preshared key the client does not, so the gateway answers the
+    # re-sent initiation but no handshake ever completes
+    cfg, stats = config("rei", [], None,
+                        [(c2.pub, [f"{c2.tunnel_ip}/32"],
+                          f"\n          preshared_key_file: {secret_file(tmp, 'wrongpsk', wgnet.genkey()[0])}")],
                         {"interface": topo.gw_if, "completion": "reinject"},
                         extra_stages="""  idle:
     plugin: evictor-idle
     options:
       interval: 100ms
       idle: 1s
-      grace: 2s""", extra_pipeline=", idle")
+      grace: 2s""", extra_pipeline=", idle", sniff=topo.gw_uplink)
     d = daemon(cfg, topo.gw_ns)
+    wait_until(lambda: "running" in d.output() or not d.alive(), 10)
+    net.ping(c2.ns, topo.gw_tunnel_ip, timeout=1)  # the client knocks
     p = wait_until(lambda: gw(c2.pub))
     ok(p and p["keepalive"] == 0 and p["endpoint"] == c2.endpoint
-       and wait_until(lambda: "re-inject asked" in d.output(), 2),
-       CHECKS[8], (p, d.output()))
-    # nothing re-sends here (source-keys holds no packet): no initiation
-    # may come from the gateway while the peer sits there
+       and wait_until(lambda: "re-inject asked" in d.output(), 2)
+       and wait_until(lambda: stat(stats, "keys.reinjected") >= 1, 2),
+       CHECKS[8], (p, read_stats(stats), d.output()))
+    # the gateway answers (the re-sent initiation) but never initiates
     initiated = wait_until(lambda: log_has(c2.log, "Received handshake initiation")
                            or (gw(c2.pub) or {}).get("latest_handshake"), 1.5)
-    ok(p and not initiated, CHECKS[9], (gw(c2.pub), d.output()))
+    answered = wait_until(lambda: log_has(c2.log, "Received invalid response message")
+                          or log_has(c2.log, "Received handshake response"), 3)
+    ok(p and not initiated and answered,
+       CHECKS[9], (gw(c2.pub), d.output()))
     ok(wait_until(lambda: gw(c2.pub) is None and stat(stats, "wg.removed") == 1, 5)
        and "never completed a handshake" in d.output(),
        CHECKS[10], (gw(c2.pub), read_stats(stats), d.output()))
@@ -212,14 +241,19 @@ class FakeUapi:
     """A UAPI socket that records requests; fails the first `fail` sets
     with errno=-22 and answers gets with `peers` fake peers."""
 
-    def __init__(self, path, fail=1, peers=0):
+    def __init__(self, path, fail=1, peers=0, extra=(), junk=0):
+        """extra: (key_hex, [allowed IPs]) listed by get too; junk: but on
+        the first connection (the get at start), answer gets with this many
+        bytes and no blank line"""
         self.path, self.fail, self.npeers = path, fail, peers
+        self.extra, self.junk, self.gets = list(extra), junk, 0
         self.requests, self.connections = [], 0
         self.priv = bytes(range(1, 33)).hex()
         self.srv = socket.socket(socket.AF_UNIX)
         self.srv.bind(path)
         self.srv.listen(16)
-        threading.Thread(target=self.accept, daemon=True).start()
+        self.acceptor = threading.Thread(target=self.accept, daemon=True)
+        self.acceptor.start()
 
     def get_reply(self):
         lines = [f"private_key={self.priv}", "listen_port=51999"]
@@ -229,6 +263,11 @@ class FakeUapi:
                       "last_handshake_time_sec=0", "last_handshake_time_nsec=0",
                       "tx_bytes=0", "rx_bytes=0", "persistent_keepalive_interval=0",
                       "allowed_ip=10.9.0.1/32"]
+        for key, ips in self.extra:
+            lines += [f"public_key={key}", "preshared_key=" + "0" * 64, "protocol_version=1",
+                      "last_handshake_time_sec=0", "last_handshake_time_nsec=0", "tx_bytes=0",
+                      "rx_bytes=0", "persistent_keepalive_interval=0"]
+            lines += [f"allowed_ip={ip}" for ip in ips]
         return ("\n".join(lines) + "\nerrno=0\n\n").encode()
 
     def accept(self):
@@ -238,9 +277,10 @@ class FakeUapi:
             except OSError:
                 return
             self.connections += 1
-            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+            threading.Thread(target=self.serve, args=(s, self.connections == 1),
+                             daemon=True).start()
 
-    def serve(self, s):
+    def serve(self, s, first=False):
         buf = b""
         with s:
             while True:
@@ -253,6 +293,14 @@ class FakeUapi:
                 req = req.decode()
                 self.requests.append(req)
                 if req == "get=1":
+                    self.gets += 1
+                    if self.junk and not first:  # the start's get is answered
+                        try:
+                            for _ in range(self.junk // 65536):
+                                s.sendall(b"a=b\n" * 16384)
+                        except OSError:
+                            pass
+                        return
                     s.sendall(self.get_reply())
                 elif req.startswith("set=1") and self.fail > 0:
                     self.fail -= 1
@@ -262,7 +310,19 @@ class FakeUapi:
                     s.sendall(b"errno=0\n\n")
 
     def close(self):
+        # wake the accept thread and let it end before the descriptor is
+        # closed: a thread still in accept() would take the connections of
+        # the next fake to get the same descriptor number
+        try:
+            self.srv.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.acceptor.join(5)
         self.srv.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
 
 
 def fake_checks():
@@ -307,12 +367,137 @@ def fake_checks():
         fake.close()
 
 
+# -------------------------------------------------------------------- policy
+
+def b64hex(key):
+    return __import__("base64").b64decode(key).hex()
+
+
+def sets_for(fake, key):
+    return [r for r in fake.requests if r.startswith(f"set=1\npublic_key={b64hex(key)}")]
+
+
+def policy_checks():
+    sockdir = f"{tmp}/psock"
+    os.mkdir(sockdir, 0o700)
+    a, b = wgnet.genkey()[1], wgnet.genkey()[1]
+    a_ips, b_ips = ["10.9.0.2/32", "fd00:9::2/128"], ["10.9.0.3/32", "192.168.77.0/24"]
+    policy = {"allowed_prefixes": "[10.9.0.0/16, fd00:9::/32]"}
+
+    # 1. resolver-static straight into the installer
+    fake = FakeUapi(f"{sockdir}/pol0.sock", fail=0)
+    try:
+        cfg, stats = config("pol-static", [a, b], "192.0.2.7:40000",
+                            [(a, a_ips, ""), (b, b_ips, "")],
+                            dict(interface="pol0", socket_dir=sockdir, completion="none", **policy))
+        d = daemon(cfg)
+        got = wait_until(lambda: stat(stats, "wg.installed") >= 1 and stat(stats, "wg.policy_refused") >= 1, 5)
+        s = read_stats(stats)
+        out = d.output()
+        ok(got and sets_for(fake, a) and not sets_for(fake, b)
+           and s.get("pipeline.pull.drop.policy", 0) >= 1
+           and f"peer {b} (resolved): allowed IP 192.168.77.0/24 is outside allowed_prefixes: not installed" in out
+           and "allowed_prefixes is not set" not in out and d.stop() == 0,
+           CHECKS[23], (s, fake.requests, out))
+    finally:
+        fake.close()
+
+    # 2. store-sqlite caches both answers (no policy yet: said at start)
+    db = f"{tmp}/pol.db"
+    cache = f"""  cache:
+    plugin: store-sqlite
+    options:
+      path: {db}
+      commit_interval: 10ms"""
+    fake = FakeUapi(f"{sockdir}/pol1.sock", fail=0)
+    try:
+        cfg, stats = config("pol-cache1", [a, b], "192.0.2.7:40000",
+                            [(a, a_ips, ""), (b, b_ips, "")],
+                            {"interface": "pol1", "socket_dir": sockdir, "completion": "none"},
+                            extra_stages=cache)
+        with open(cfg) as f:
+            text = f.read()
+        with open(cfg, "w") as f:
+            f.write(text.replace("pull: [keys, static, wg]", "pull: [keys, cache, static, wg]"))
+        d = daemon(cfg)
+        got = wait_until(lambda: stat(stats, "wg.installed") >= 2 and stat(stats, "cache.saved") >= 2, 5)
+        out = d.output()
+        rc = d.stop()
+        ok(got and sets_for(fake, b) and rc == 0
+           and re.search(r"allowed_prefixes is not set: .*pipeline pull", out),
+           CHECKS[24], (read_stats(stats), out))
+    finally:
+        fake.close()
+
+    # 3. the same database, the policy narrowed, the static list empty of
+    # them: both answers come from the cache; b is still on the interface
+    fake = FakeUapi(f"{sockdir}/pol1.sock", fail=0, extra=[(b64hex(b), b_ips)])
+    try:
+        cfg, stats = config("pol-cache2", [a, b], "192.0.2.7:40000",
+                            [(wgnet.genkey()[1], ["10.9.0.9/32"], "")],
+                            dict(interface="pol1", socket_dir=sockdir, completion="none", **policy),
+                            extra_stages=cache)
+        with open(cfg) as f:
+            text = f.read()
+        with open(cfg, "w") as f:
+            f.write(text.replace("pull: [keys, static, wg]", "pull: [keys, cache, static, wg]"))
+        d = daemon(cfg)
+        got = wait_until(lambda: stat(stats, "wg.installed") >= 1 and stat(stats, "wg.removed") >= 1, 5)
+        s = read_stats(stats)
+        out = d.output()
+        installs_b = [r for r in sets_for(fake, b) if "remove=true" not in r]
+        removes_b = [r for r in sets_for(fake, b) if "remove=true" in r]
+        ok(got and sets_for(fake, a) and not installs_b and removes_b
+           and s.get("cache.hit", 0) >= 2 and s.get("wg.policy_refused", 0) >= 1
+           and f"peer {b} (a store's cached answer): allowed IP 192.168.77.0/24 is outside allowed_prefixes: not installed; removing it from the interface" in out
+           and d.stop() == 0,
+           CHECKS[25], (s, fake.requests, out))
+    finally:
+        fake.close()
+
+    # 4. config checks
+    outs = []
+    for bad in ("[any, 10.9.0.0/16]", "[10.9.0.0/33]"):
+        cfg, _ = config("pol-bad", [a], "192.0.2.7:40000", [(a, a_ips, "")],
+                        {"interface": "wgu-x0", "allowed_prefixes": bad})
+        p = __import__("subprocess").run([WGGWD, "check", "-c", cfg], capture_output=True, text=True)
+        outs.append((p.returncode, p.stderr + p.stdout))
+    ok(outs[0][0] != 0 and "allowed_prefixes: [any] stands alone" in outs[0][1]
+       and outs[1][0] != 0 and "allowed_prefixes" in outs[1][1] and "10.9.0.0/33" in outs[1][1],
+       CHECKS[26], outs)
+
+
+def max_reply_checks():
+    sockdir = f"{tmp}/msock"
+    os.mkdir(sockdir, 0o700)
+    fake = FakeUapi(f"{sockdir}/big0.sock", fail=0, junk=32 << 20)
+    try:
+        pub = wgnet.genkey()[1]
+        cfg, stats = config("bigreply", [pub], "192.0.2.7:40000", [(pub, ["10.9.0.2/32"], "")],
+                            {"interface": "big0", "socket_dir": sockdir, "completion": "inversion",
+                             "restore_poll": "50ms", "max_reply": "1MiB"})
+        d = daemon(cfg)
+        cut = wait_until(lambda: "is longer than max_reply (1048576 bytes)" in d.output()
+                         and stat(stats, "wg.reconnects") >= 1, 10)
+        hwm = 0
+        try:
+            with open(f"/proc/{d.proc.pid}/status") as f:
+                hwm = int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+        except (OSError, AttributeError):
+            pass
+        print(f"# daemon peak RSS {hwm} kB after {fake.gets} gets of 32 MiB without a blank line")
+        ok(cut and d.alive() and 0 < hwm < 48 * 1024, CHECKS[27], (hwm, read_stats(stats), d.output()))
+        d.stop()
+    finally:
+        fake.close()
+
+
 # ------------------------------------------------------------------ failures
 
 def failure_checks():
     cfg, _ = config("missing", [wgnet.genkey()[1]], "192.0.2.7:40000",
                     [(wgnet.genkey()[1], ["10.9.0.3/32"], "")],
-                    {"interface": "wgu-nosuch0"})
+                    {"interface": "wgu-nosuch0", "completion": "none"})
     d = daemon(cfg)
     rc = d.wait_exit(10)
     ok(rc not in (0, None) and "is wireguard-go running for wgu-nosuch0?" in d.output(),
@@ -323,12 +508,45 @@ def failure_checks():
     p = __import__("subprocess").run([WGGWD, "check", "-c", cfg], capture_output=True, text=True)
     ok(p.returncode != 0 and "expected an interface name" in p.stderr + p.stdout, CHECKS[18],
        p.stderr + p.stdout)
+    cfg, _ = config("norejig", [wgnet.genkey()[1]], "192.0.2.7:40000",
+                    [(wgnet.genkey()[1], ["10.9.0.3/32"], "")],
+                    {"interface": "wgu-x0", "completion": "reinject"})
+    p = __import__("subprocess").run([WGGWD, "check", "-c", cfg], capture_output=True, text=True)
+    out = p.stderr + p.stdout
+    ok(p.returncode != 0 and re.search(r"wg \(installer-uapi\): completion: reinject needs a source that re-sends", out),
+       CHECKS[19], out)
+
+
+def wide_checks(topo):
+    """1,000 allowed IPs on one peer, end to end on wireguard-go."""
+    c1 = topo.clients[0]
+    gw = lambda pub: net.peer(topo.gw_ns, topo.gw_if, pub)  # noqa: E731
+    ips = [f"{c1.tunnel_ip}/32"] + [f"fd00:77::{i:x}/128" for i in range(1, 500)] + \
+          [f"10.{100 + i // 250}.{i % 250}.0/24" for i in range(500)]
+    net.wg_set(topo.gw_ns, topo.gw_if, "peer", c1.pub, "remove")
+    cfg, stats = config("wide", [c1.pub], c1.endpoint, [(c1.pub, ips, "")],
+                        {"interface": topo.gw_if, "completion": "inversion"}, interval="300ms")
+    d = daemon(cfg, topo.gw_ns)
+    p = wait_until(lambda: len((gw(c1.pub) or {}).get("allowed_ips", [])) == 1000, 5)
+    ok(p and set(gw(c1.pub)["allowed_ips"]) == set(ips), CHECKS[20],
+       (len((gw(c1.pub) or {}).get("allowed_ips", [])), d.output()[-2000:]))
+    unchanged = wait_until(lambda: stat(stats, "wg.unchanged") >= 1, 3)
+    s = read_stats(stats)
+    ok(unchanged and s.get("wg.installed") == 1 and d.stop() == 0, CHECKS[21], s)
+    os.unlink(stats)
+    d = daemon(cfg, topo.gw_ns)
+    unchanged = wait_until(lambda: stat(stats, "wg.unchanged") >= 1, 5)
+    s = read_stats(stats)
+    ok(unchanged and s.get("wg.installed") == 0 and s.get("wg.updated") == 0 and d.stop() == 0
+       and "1 peers; completion inversion" in d.output(), CHECKS[22], (s, d.output()))
 
 
 try:
-    real_checks()
+    wide_checks(real_checks())
     fake_checks()
     failure_checks()
+    policy_checks()
+    max_reply_checks()
 finally:
     for d in daemons:
         if d.alive():

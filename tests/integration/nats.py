@@ -8,10 +8,12 @@ socket). The test speaks the NATS text protocol itself (tests/lib/natsd.py)
 and watches the daemon's ACKs by subscribing to $JS.ACK.>.
 VERBOSE=1 prints every daemon's log as TAP comments."""
 import base64
+import ipaddress
 import json
 import os
 import random
 import signal
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -47,6 +49,9 @@ CHECKS = [
     "kill -9 mid-stream and restart: the ack floor matches the stream, nothing pending",
     "hybrid: a pushed peer is installed, and served from the store to the pull pipeline without a lookup",
     "hybrid: a key nobody pushed is looked up over NATS and installed",
+    "1,000 allowed IPs: the pushed peer is stored by store-sqlite with all of them",
+    "1,000 allowed IPs: installed on wireguard-go, `wg show allowed-ips` lists all of them; ACKed",
+    "more than max_allowed_ips: terminated (+TERM) as poison and counted, neither stored nor installed",
 ]
 
 why = wgnet.missing() or natsd.missing()
@@ -295,7 +300,8 @@ def push_checks(net, topo, srv, cl):
 def request_checks(net, topo, srv, cl):
     gw = lambda pub: net.peer(topo.gw_ns, topo.gw_if, pub)  # noqa: E731
     cfg, stats = config(nats_stage("nats", srv.url, "wggwd.req.gw1", """
-      mode: request""") + f"""
+      mode: request
+      allowed_prefixes: [10.90.0.0/16]""") + f"""
   wg:
     plugin: installer-uapi
     options:
@@ -411,7 +417,8 @@ def store_checks(net, topo, srv, cl):
       durable: gwk
       ack_wait: 1s
       nak_delay: 100ms
-      drain_timeout: 1s""") + f"""
+      drain_timeout: 1s
+      allowed_prefixes: [10.90.0.0/16]""") + f"""
   store:
     plugin: store-sqlite
     options:
@@ -474,7 +481,8 @@ def store_checks(net, topo, srv, cl):
                                              "allowed_ips": ["10.90.44.1/32"]})["seq"]
     cfg, stats = config(nats_stage("nats", srv.url, "wggwd.peers.gwh", """
       durable: gwh
-      ack_wait: 1s""") + f"""
+      ack_wait: 1s
+      allowed_prefixes: [10.90.0.0/16]""") + f"""
   keys:
     plugin: source-keys
     options:
@@ -493,7 +501,8 @@ def store_checks(net, topo, srv, cl):
   wg:
     plugin: installer-uapi
     options:
-      interface: {topo.gw_if}""", """
+      interface: {topo.gw_if}
+      completion: none          # source-keys has no initiation to re-send""", """
   push: [nats, store, wg]
   pull: [keys, store, ask, wg]""")
     d = daemon(cfg)
@@ -513,6 +522,91 @@ def store_checks(net, topo, srv, cl):
     finish(d)
 
 
+# ---------------------------------------------------------- many IPs
+
+def stored_allowed(db, key):
+    """The allowed IPs store-sqlite holds for key (sorted), or None."""
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            row = con.execute("SELECT allowed FROM peer WHERE key = ? AND removed = 0",
+                              (base64.b64decode(key),)).fetchone()
+    except sqlite3.Error:
+        return None
+    if not row:
+        return None
+    b, ips = row[0], []
+    for i in range(0, len(b), 18):  # family 4|6, cidr, addr[16]
+        fam, cidr, addr = b[i], b[i + 1], b[i + 2:i + 18]
+        a = ipaddress.ip_address(addr[:4] if fam == 4 else addr)
+        ips.append(f"{a}/{cidr}")
+    return sorted(ips)
+
+
+def wg_allowed_ips(net, topo, key):
+    """`wg show IFACE allowed-ips`: the key's allowed IPs (sorted), or None."""
+    try:
+        out = net.run(topo.gw_ns, "wg", "show", topo.gw_if, "allowed-ips")
+    except RuntimeError:
+        return None
+    for line in out.splitlines():
+        k, _, ips = line.partition("\t")
+        if k == key:
+            return sorted(ips.split())
+    return None
+
+
+def many_ips_checks(net, topo, srv, cl):
+    if not HAVE_STORE:
+        for name in CHECKS[24:27]:
+            skip(name, "store-sqlite is not built")
+        return
+    subject, db = "wggwd.peers.gwm", f"{tmp}/m.db"
+    acks = Acks(cl, "gwm")
+    cfg, stats = config(nats_stage("nats", srv.url, subject, """
+      durable: gwm
+      ack_wait: 5s
+      max_allowed_ips: 1000
+      allowed_prefixes: [10.96.0.0/12, "fd00::/8"]""") + f"""
+  store:
+    plugin: store-sqlite
+    options:
+      path: {db}
+  wg:
+    plugin: installer-uapi
+    options:
+      interface: {topo.gw_if}""", """
+  push: [nats, store, wg]""")
+    d = daemon(cfg)
+    wait_until(lambda: "consuming wggwd.peers.gwm" in d.output(), 10)
+    # 1,000 (= max_allowed_ips) host routes and a few prefixes, v4 and v6
+    ips = [f"10.100.{i // 250}.{i % 250 + 1}/32" for i in range(980)]
+    ips += [f"fd00:96::{i + 1:x}/128" for i in range(10)]
+    ips += [f"10.101.{i}.0/24" for i in range(9)] + ["10.102.0.0/16"]
+    assert len(ips) == 1000
+    big = newkey()
+    pa = cl.js_publish(subject, {"op": "add", "public_key": big, "version": 1, "allowed_ips": ips})
+    want = sorted(ips)
+    acked = wait_until(lambda: acks.get(pa["seq"]) == ["+ACK"], 15, 0.05)
+    st = stored_allowed(db, big)
+    ok(st == want, CHECKS[24], (len(st or []), (st or [])[:3], d.output()[-1500:]))
+    got = wait_until(lambda: wg_allowed_ips(net, topo, big) == want, 5, 0.05)
+    dumped = wg_allowed_ips(net, topo, big)
+    ok(got and acked, CHECKS[25], (acked, len(dumped or []), read_stats(stats), d.output()[-1500:]))
+
+    over = newkey()
+    pa = cl.js_publish(subject, {"op": "add", "public_key": over, "version": 1,
+                                 "allowed_ips": ips + ["10.103.0.1/32"]})
+    termed = wait_until(lambda: acks.get(pa["seq"]) == ["+TERM"], 10, 0.05)
+    counted = wait_until(lambda: stat(stats, "nats.poison") == 1
+                         and stat(stats, "nats.poison_too_many_allowed_ips") == 1, 2)
+    ok(termed and counted and stored_allowed(db, over) is None
+       and wg_allowed_ips(net, topo, over) is None
+       and wg_allowed_ips(net, topo, big) == want, CHECKS[26],
+       (acks.get(pa["seq"]), read_stats(stats), d.output()[-1500:]))
+    d.stop()
+    finish(d)
+
+
 # ---------------------------------------------------------------- main
 
 srv = natsd.Server()
@@ -525,6 +619,7 @@ try:
         request_checks(net, topo, srv, cl)
         resolver_checks(srv, cl)
         store_checks(net, topo, srv, cl)
+        many_ips_checks(net, topo, srv, cl)
         cl.close()
 finally:
     for d in daemons:

@@ -45,6 +45,7 @@ CHECKS = ["IPv4: a real initiation is sniffed, decoded and installed with the cl
           "no such interface: a failed start that says so",
           "port 0 with an installer that knows no port: a failed start that says so",
           "check: a bad interface name is refused",
+          "check: watch_max over the filter's cap (256) is refused",
           "wireguard-go end to end: the handshake completes on the client's first initiation"]
 
 if os.geteuid() != 0:
@@ -183,6 +184,7 @@ stages:
     plugin: decoder-noise
     options:
       private_key_file: {KEYFILE}
+      replay_keys: 0   # one vector sent from several addresses
   static:
     plugin: resolver-static
     options:
@@ -271,7 +273,7 @@ def e2e_checks():
     t.close()
     rc = d.stop()
     ok(got and s.get("sniff.received") == 1 and s.get("sniff.reinjected") == 1 and rc == 0,
-       CHECKS[13], (s, rc, d.output()))
+       CHECKS[14], (s, rc, d.output()))
 
 
 wg_procs = []
@@ -426,6 +428,13 @@ try:
     p = subprocess.run([WGGWD, "check", "-c", cfg], capture_output=True, text=True)
     ok(p.returncode != 0 and "expected an interface name" in p.stdout + p.stderr,
        CHECKS[12], p.stdout + p.stderr)
+    write(cfg, config(f"{tmp}/f.json", f"""  inst:
+    plugin: installer-file
+    options:
+      path: {tmp}/f.out""", "      watch_max: 257"))
+    p = subprocess.run([WGGWD, "check", "-c", cfg], capture_output=True, text=True)
+    ok(p.returncode != 0 and "watch_max" in p.stdout + p.stderr and "257" in p.stdout + p.stderr,
+       CHECKS[13], p.stdout + p.stderr)
     # ---------------------------- end to end: wireguard-go on both sides
     why = err and "cannot build the test installer"
     for tool in ("wireguard-go", "wg"):
@@ -434,7 +443,7 @@ try:
     if not why and not os.path.exists("/dev/net/tun"):
         why = "no /dev/net/tun"
     if why:
-        skip(CHECKS[13], why)
+        skip(CHECKS[14], why)
     else:
         e2e_checks()
 except Exception as e:  # a broken setup is a failure, not a crash

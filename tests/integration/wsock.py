@@ -4,14 +4,19 @@
 """WireGuard over WebSockets end to end: wggwd-wsbridge -> source-wsock ->
 decoder-noise -> resolver-static -> installer-uapi on wireguard-go, with
 the clients' UDP to the gateway blocked by nftables; plus malformed input,
-a wrong token and a slow reader.
+a wrong token, a slow reader, a ping flood, a foreign local UDP sender and
+a gateway that floods the bridge with pings.
 
-`wsock.py --probe KIND HOST PORT [TOKEN]` is the raw WebSocket client the
-test runs inside the gateway's namespace; it prints one JSON line."""
+`wsock.py --probe KIND HOST PORT [ARG]` is the raw WebSocket client the
+test runs inside the gateway's namespace; it prints one JSON line.
+`--foreign`, `--fake-gw` and `--flood` are the other helpers it runs."""
 import base64
+import hashlib
 import json
+import re
 import shutil
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -52,28 +57,41 @@ def read_http(s):
     return code, head.decode(errors="replace"), rest
 
 
+def parse_frames(buf):
+    """The whole (unmasked) frames at the start of buf, and what is left."""
+    frames = []
+    while len(buf) >= 2:
+        op, n = buf[0] & 0x0f, buf[1] & 0x7f
+        off = 2
+        if n == 126:
+            if len(buf) < 4:
+                break
+            n, off = struct.unpack(">H", buf[2:4])[0], 4
+        elif n == 127:
+            if len(buf) < 10:
+                break
+            n, off = struct.unpack(">Q", buf[2:10])[0], 10
+        if len(buf) < off + n:
+            break
+        frames.append((op, buf[off:off + n]))
+        buf = buf[off + n:]
+    return frames, buf
+
+
+def close_code(payload):
+    return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+
+
 def read_close(s, rest, timeout=3):
     """The close code of the first close frame the server sends (0: none)."""
     s.settimeout(timeout)
     buf = rest
     try:
         while True:
-            while len(buf) >= 2:
-                op, n = buf[0] & 0x0f, buf[1] & 0x7f
-                off = 2
-                if n == 126:
-                    if len(buf) < 4:
-                        break
-                    n, off = struct.unpack(">H", buf[2:4])[0], 4
-                elif n == 127:
-                    if len(buf) < 10:
-                        break
-                    n, off = struct.unpack(">Q", buf[2:10])[0], 10
-                if len(buf) < off + n:
-                    break
-                payload, buf = buf[off:off + n], buf[off + n:]
+            frames, buf = parse_frames(buf)
+            for op, payload in frames:
                 if op == 8:
-                    return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+                    return close_code(payload)
             d = s.recv(65536)
             if not d:
                 return 0
@@ -89,8 +107,69 @@ def upgrade_req(path="/wg", token=None, version="13", extra=""):
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n{auth}{extra}\r\n").encode()
 
 
+def ping_flood(s, n, mask=True):
+    """n pings (16 bytes each), then one every 50 ms for 4 s, and never a
+    read: the pongs pile up on the other side. Did it close the
+    connection?"""
+    batch = ws_frame(9, b"p" * 16, mask) * 1000
+    sent, closed = 0, False
+    s.settimeout(10)
+    try:
+        while sent < n:
+            s.sendall(batch)
+            sent += 1000
+    except socket.timeout:
+        pass
+    except OSError:
+        closed = True
+    t0 = time.monotonic()
+    while not closed and time.monotonic() - t0 < 4:
+        time.sleep(0.05)
+        try:
+            s.sendall(ws_frame(9, b"p", mask))
+        except socket.timeout:
+            pass
+        except OSError:
+            closed = True
+    return {"sent": sent, "closed": closed}
+
+
+def ping_talk(s, rest, secs, answer):
+    """For secs: a ping every 200 ms (answer=False), or nothing but pongs
+    to the server's pings (answer=True). The server's close code (0: it
+    kept the connection; -1: it went without a close frame)."""
+    buf, code, next_ping = rest, 0, 0.0
+    s.settimeout(0.1)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < secs and not code:
+        try:
+            if not answer and time.monotonic() >= next_ping:
+                s.sendall(ws_frame(9, b"hi"))
+                next_ping = time.monotonic() + 0.2
+            d = s.recv(65536)
+            if not d:
+                code = -1
+            buf += d
+        except socket.timeout:
+            pass
+        except OSError:
+            code = -1
+        frames, buf = parse_frames(buf)
+        for op, payload in frames:
+            if op == 8:
+                code = close_code(payload)
+            elif op == 9 and answer:
+                s.sendall(ws_frame(10, payload))
+    return {"close": code, "secs": round(time.monotonic() - t0, 2)}
+
+
 def probe(kind, host, port, token=None):
-    s = socket.create_connection((host, int(port)), timeout=5)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if kind in ("slow", "ping_flood"):
+        # a small window: what the server sends piles up on its side
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(5)
+    s.connect((host, int(port)))
     out = {"kind": kind}
     if kind == "garbage":
         s.sendall(b"\x16\x03\x01 hello, this is not HTTP\r\n\r\n")
@@ -98,6 +177,8 @@ def probe(kind, host, port, token=None):
         s.sendall(b"GET /wg HTTP/1.1\r\nHost: gw\r\n\r\n")
     elif kind == "bad_path":
         s.sendall(upgrade_req("/other", token))
+    elif kind == "bad_path_anon":
+        s.sendall(upgrade_req("/other"))
     elif kind == "no_token":
         s.sendall(upgrade_req("/wg"))
     elif kind == "wrong_token":
@@ -106,21 +187,30 @@ def probe(kind, host, port, token=None):
         s.sendall(upgrade_req("/wg", token, version="8"))
     elif kind == "huge_header":
         s.sendall(upgrade_req("/wg", token, extra="X-Pad: " + "a" * 9000 + "\r\n"))
+    elif kind in ("slow", "ping_flood", "ping_only", "pong"):
+        s.sendall(upgrade_req("/wg"))
     else:
         s.sendall(upgrade_req("/wg", token))
     code, head, rest = read_http(s)
     out["http"] = code
-    if code == 101 and kind != "slow":
+    if code == 101 and kind == "ping_flood":
+        out.update(ping_flood(s, int(token or 200000)))
+    elif code == 101 and kind in ("ping_only", "pong"):
+        out.update(ping_talk(s, rest, float(token or 6), kind == "pong"))
+    elif code == 101 and kind != "slow":
         frames = {"text": ws_frame(1, b"hello"),
                   "oversize": ws_frame(2, b"\x04" + b"x" * 8999),
                   "unmasked": ws_frame(2, b"\x04" + b"x" * 31, mask=False),
+                  # 40 bytes in 40 frames: a chunk each for wslay
+                  "fragments": ws_frame(2, b"\x04", fin=False)
+                  + ws_frame(0, b"x", fin=False) * 38 + ws_frame(0, b"x")
+                  + ws_frame(8, struct.pack(">H", 1000)),
                   "ok": ws_frame(8, struct.pack(">H", 1000))}
         s.sendall(frames.get(kind, frames["ok"]))
         out["close"] = read_close(s, rest)
     elif kind == "slow":
         # one datagram that is not an initiation: the fake WireGuard floods
         # the relay socket it came from; then read nothing for a while
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.sendall(ws_frame(2, b"\x04\x00\x00\x00" + b"y" * 28))
         time.sleep(float(token or 4))
     print(json.dumps(out), flush=True)
@@ -144,6 +234,52 @@ def flooder(port, count):
     time.sleep(30)
 
 
+def foreign(host, port, secs):
+    """Another local UDP sender: one datagram to the bridge, then count
+    what comes back to it."""
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    u.sendto(b"\x04" + b"\0" * 31, (host, int(port)))
+    print("sent", flush=True)
+    u.settimeout(0.1)
+    got, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < float(secs):
+        try:
+            u.recvfrom(2048)
+            got += 1
+        except socket.timeout:
+            pass
+    print(json.dumps({"got": got}), flush=True)
+
+
+def fake_gw(port, count):
+    """A hostile gateway: upgrades the bridge, then (after a line on stdin)
+    floods it with pings and never reads its pongs."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ls.bind(("127.0.0.1", int(port)))
+    ls.listen(1)
+    print("ready", flush=True)
+    s, _ = ls.accept()
+    req = b""
+    while b"\r\n\r\n" not in req:
+        req += s.recv(4096)
+    key = re.search(rb"(?i)sec-websocket-key: *(\S+)", req).group(1)
+    acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+    print("upgraded", flush=True)
+    sys.stdin.readline()
+    print(json.dumps(ping_flood(s, int(count), mask=False)), flush=True)
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--foreign":
+    foreign(*sys.argv[2:])
+    sys.exit(0)
+if len(sys.argv) > 1 and sys.argv[1] == "--fake-gw":
+    fake_gw(*sys.argv[2:])
+    sys.exit(0)
 if len(sys.argv) > 1 and sys.argv[1] == "--probe":
     probe(*sys.argv[2:])
     sys.exit(0)
@@ -204,12 +340,6 @@ pipelines:
   pull: [ws, {", ".join(pipeline)}]
 """)
     return path, stats
-
-
-    for w in p.stdout.split():
-        if w.startswith("time="):
-            return float(w[5:])
-    return None
 
 
 def run_probe(ns, kind, host, port, arg=None, timeout=20):
@@ -289,6 +419,25 @@ with wgnet.Net("wso") as net:
        "the initiation went through the pipeline and was re-sent by the relay", read_stats(stats))
     ok(net.ping(first.ns, topo.gw_tunnel_ip, count=5, timeout=1), "five more pings over the tunnel")
 
+    # ------------------------------------------------------------ a foreign local sender
+    # another local socket sends the bridge a datagram; then the gateway
+    # pings the client: its packets must still reach the WireGuard client
+    # (the bridge keeps to its first peer), not the other sender
+    fo = subprocess.Popen(["ip", "netns", "exec", first.ns, sys.executable, SELF, "--foreign",
+                           "127.0.0.1", str(BRIDGE_PORT), "3"], stdout=subprocess.PIPE, text=True)
+    net.track(fo, "foreign sender")
+    fo.stdout.readline()
+    time.sleep(0.2)
+    pinged = net.ping(topo.gw_ns, first.tunnel_ip, count=3, timeout=2)
+    got = json.loads(fo.stdout.readline() or "{}")
+    fo.wait(5)
+    bridges[0][0].send_signal(signal.SIGUSR1)
+    wait_until(lambda: "drop_foreign" in open(bridges[0][1]).read(), 2)
+    m = re.findall(r"drop_foreign (\d+)", open(bridges[0][1]).read())
+    ok(pinged and got.get("got") == 0 and m and int(m[-1]) >= 1,
+       "wsbridge: a second local UDP sender does not redirect the gateway's packets "
+       "(dropped and counted as drop_foreign)", (pinged, got, m, open(bridges[0][1]).read()[-600:]))
+
     # ------------------------------------------------------------ several at once
     pings = [subprocess.Popen(["ip", "netns", "exec", c.ns, "ping", "-n", "-c", "1", "-W", "5",
                                topo.gw_tunnel_ip], stdout=subprocess.DEVNULL)
@@ -304,12 +453,14 @@ with wgnet.Net("wso") as net:
               ("no_upgrade", {"http": 400}, "ws.http_400"),
               ("huge_header", {"http": 400}, "ws.http_400"),
               ("bad_path", {"http": 404}, "ws.http_404"),
+              ("bad_path_anon", {"http": 401}, "ws.http_401"),
               ("no_token", {"http": 401}, "ws.http_401"),
               ("wrong_token", {"http": 401}, "ws.http_401"),
               ("bad_version", {"http": 426}, "ws.http_426"),
               ("text", {"http": 101, "close": 1003}, "ws.closed_text"),
               ("oversize", {"http": 101, "close": 1009}, "ws.closed_oversize"),
-              ("unmasked", {"http": 101, "close": 1002}, "ws.closed_protocol")]
+              ("unmasked", {"http": 101, "close": 1002}, "ws.closed_protocol"),
+              ("fragments", {"http": 101, "close": 1009}, "ws.closed_oversize")]
     for kind, want, counter in expect:
         before = read_stats(stats).get(counter, 0)
         got = run_probe(topo.gw_ns, kind, gw, WS_PORT, TOKEN)
@@ -343,6 +494,32 @@ with wgnet.Net("wso") as net:
     ok(d.stop() == 0, "exit 0")
     d.close()
 
+    # ------------------------------------------------------------ remove_on_close
+    # a peer installed through a WebSocket goes when that WebSocket closes
+    # (host->retire: a REMOVE item through the pipeline's installer)
+    cfg3, stats3 = config(topo, "roc", f"""      wireguard: 127.0.0.1:{topo.gw_port}
+      token_file: {token_file}
+      remove_on_close: true""")
+    d = Daemon(cfg3, netns=topo.gw_ns)
+    wait_until(lambda: "running" in d.output(), 10)
+    wait_until(lambda: read_stats(stats3).get("ws.upgraded", 0) >= 4, 15)
+    net.wg_set(topo.gw_ns, topo.gw_if, "peer", first.pub, "remove")
+    net.wg_set(first.ns, first.iface, "peer", topo.gw_pub, "remove")
+    net.wg_set(first.ns, first.iface, "peer", topo.gw_pub, "endpoint", f"127.0.0.1:{BRIDGE_PORT}",
+               "allowed-ips", topo.tunnel_net)
+    ms = wgnet.first_ping_ms(first.ns, topo.gw_tunnel_ip, 5)
+    ok(ms is not None and first.pub in net.wg_show_dump(topo.gw_ns, topo.gw_if)["peers"],
+       f"remove_on_close: installed through the WebSocket ({ms} ms)", d.output())
+    bridges[0][0].terminate()
+    bridges[0][0].wait(5)
+    got = wait_until(lambda: read_stats(stats3).get("ws.removed_on_close", 0) == 1
+                     and first.pub not in net.wg_show_dump(topo.gw_ns, topo.gw_if)["peers"], 5)
+    ok(got and second.pub in net.wg_show_dump(topo.gw_ns, topo.gw_if)["peers"],
+       "remove_on_close: its WebSocket closed, the peer is removed (and only it)",
+       (read_stats(stats3), d.output()))
+    ok(d.stop() == 0, "exit 0")
+    d.close()
+
     # ------------------------------------------------------------ slow reader
     flood_port = 52999
     fl = subprocess.Popen(["ip", "netns", "exec", topo.gw_ns, sys.executable, SELF, "--flood",
@@ -372,6 +549,75 @@ with wgnet.Net("wso") as net:
     ok(d.alive(), "daemon alive after the slow reader")
     ok(d.stop() == 0, "exit 0")
     d.close()
+
+    # ------------------------------------------------------------ ping flood
+    # a client that sends pings and never reads: the pongs it makes the
+    # relay queue are bounded, and it is closed (1008) and counted; pings
+    # alone are not activity (idle closes such a client), answers to the
+    # relay's own pings are
+    cfg5, stats5 = config(topo, "ping", f"""      wireguard: 127.0.0.1:{topo.gw_port}
+      idle: 2s""")
+    d = Daemon(cfg5, netns=topo.gw_ns)
+    wait_until(lambda: "running" in d.output(), 10)
+    base = rss_kb(d.proc.pid)
+    pr = subprocess.Popen(["ip", "netns", "exec", topo.gw_ns, sys.executable, SELF, "--probe",
+                           "ping_flood", topo.gw_addr, str(WS_PORT), "200000"],
+                          stdout=subprocess.PIPE, text=True)
+    peak = base
+    t0 = time.monotonic()
+    while pr.poll() is None and time.monotonic() - t0 < 60:
+        peak = max(peak, rss_kb(d.proc.pid))
+        time.sleep(0.02)
+    out = pr.communicate(timeout=10)[0]
+    try:
+        res = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        res = {"error": out}
+    got = wait_until(lambda: read_stats(stats5).get("ws.closed_overflow", 0) == 1, 3)
+    ok(res.get("closed") and got,
+       f"ping flood: the client that never reads is closed after {res.get('sent')} pings "
+       "and counted (ws.closed_overflow)", (res, read_stats(stats5), d.output()[-800:]))
+    ok(peak - base < 4 * 1024,
+       f"ping flood: the relay's memory stays bounded (RSS {base} -> {peak} kB)", res)
+    got = run_probe(topo.gw_ns, "ping_only", topo.gw_addr, WS_PORT, "8")
+    ok(got.get("close") == 1001 and got.get("secs", 99) < 5,
+       f"pings alone are not activity: closed as idle (1001) after {got.get('secs')} s", got)
+    got = run_probe(topo.gw_ns, "pong", topo.gw_addr, WS_PORT, "5")
+    ok(got.get("http") == 101 and got.get("close") == 0,
+       "a client that answers the relay's pings stays connected past idle", got)
+    ok(d.alive() and d.stop() == 0, "exit 0", d.output()[-800:])
+    d.close()
+
+    # ------------------------------------------------------------ bridge: ping flood
+    # a hostile gateway floods wsbridge with pings and never reads: the
+    # bridge's pong queue is bounded, it drops the connection and counts it
+    fg = subprocess.Popen(["ip", "netns", "exec", topo.gw_ns, sys.executable, SELF, "--fake-gw",
+                           "8090", "200000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    net.track(fg, "fake gateway")
+    fg.stdout.readline()
+    blog = open(os.path.join(tmp, "bridge-flood.log"), "w")
+    bp = subprocess.Popen(["ip", "netns", "exec", topo.gw_ns, BRIDGE, "-l", "127.0.0.1:51899",
+                           "-u", "ws://127.0.0.1:8090/wg"], stdout=blog, stderr=subprocess.STDOUT)
+    net.track(bp, "wsbridge flood")
+    fg.stdout.readline()
+    time.sleep(0.2)
+    base = peak = rss_kb(bp.pid)
+    fg.stdin.write("go\n")
+    fg.stdin.flush()
+    t0 = time.monotonic()
+    while fg.poll() is None and time.monotonic() - t0 < 60:
+        peak = max(peak, rss_kb(bp.pid))
+        time.sleep(0.02)
+    res = json.loads(fg.stdout.readline() or "{}")
+    bp.send_signal(signal.SIGUSR1)
+    wait_until(lambda: "overflow" in open(blog.name).read() and "connects" in open(blog.name).read(), 2)
+    m = re.findall(r"overflow (\d+)", open(blog.name).read())
+    ok(m and int(m[-1]) >= 1,
+       f"wsbridge: a gateway flooding it with pings is dropped after {res.get('sent')} and counted (overflow)",
+       (res, open(blog.name).read()[-600:]))
+    ok(peak - base < 4 * 1024, f"wsbridge: its memory stays bounded (RSS {base} -> {peak} kB)", res)
+    bp.terminate()
+    bp.wait(5)
 
     # ------------------------------------------------------------ hybrid, 20 at once
     # source-bpf and source-wsock feed two pipelines that share the decoder,

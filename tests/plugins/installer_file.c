@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Copyright (C) 2026 wggwd authors */
-/* Test installer: appends each install as a line to a file. */
+/* Test installer: appends each install and removal as a line to a file. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +26,7 @@ struct ctx {
 	struct wggwd_inst *self;
 	const struct conf *conf;
 	FILE *f;
-	uint64_t *installed;
+	uint64_t *installed, *removed;
 };
 
 static int if_create(const struct wggwd_host *host, struct wggwd_inst *self,
@@ -40,8 +40,26 @@ static int if_create(const struct wggwd_host *host, struct wggwd_inst *self,
 	c->self = self;
 	c->conf = conf;
 	c->installed = host->counter(self, "installed");
+	c->removed = host->counter(self, "removed");
 	*ctxp = c;
 	return 0;
+}
+
+/* Says where the core linked it (the daemon test reads the line). */
+static const char *if_link(void *ctx, const void *conf, const struct wggwd_link *l,
+			   const char **option, char *buf, size_t len)
+{
+	struct ctx *c = ctx;
+
+	(void)conf;
+	(void)option;
+	(void)buf;
+	(void)len;
+	if (c)
+		c->host->log(c->self, WGGWD_LOG_INFO,
+			     "linked: pipeline \"%s\", stage %u of %u, after 0x%x",
+			     l->pipeline, l->position + 1, l->length, l->kinds_before);
+	return NULL;
 }
 
 static int if_start(void *ctx)
@@ -59,17 +77,25 @@ static int if_start(void *ctx)
 	return 0;
 }
 
+/* ADD items are installs; REMOVE items (a retire, a pushed removal) say why */
 static int if_process(void *ctx, struct wggwd_item *it)
 {
 	struct ctx *c = ctx;
+	const struct wggwd_peer *p = it->peer;
 	char key[WG_KEY_B64_LEN], ep[64], ip[64];
-	unsigned i;
+	uint32_t i;
 
-	wg_key_to_b64(key, it->peer.public_key);
+	wg_key_to_b64(key, p->public_key);
+	fprintf(c->f, "%s%s", c->conf->tag, *c->conf->tag ? " " : "");
+	if (it->op == WGGWD_OP_REMOVE) {
+		fprintf(c->f, "remove %s %s\n", key, c->host->reason_name(it->reason));
+		(*c->removed)++;
+		return WGGWD_CONTINUE;
+	}
 	wg_sockaddr_str(&it->endpoint, ep, sizeof(ep));
-	fprintf(c->f, "%s%sadd %s %s", c->conf->tag, *c->conf->tag ? " " : "", key, ep);
-	for (i = 0; i < it->peer.n_allowed; i++) {
-		wg_allowed_ip_str(&it->peer.allowed[i], ip, sizeof(ip));
+	fprintf(c->f, "add %s %s", key, ep);
+	for (i = 0; i < p->n_allowed; i++) {
+		wg_allowed_ip_str(&p->allowed[i], ip, sizeof(ip));
 		fprintf(c->f, " %s", ip);
 	}
 	fputc('\n', c->f);
@@ -99,42 +125,28 @@ static void if_destroy(void *ctx)
 static int if_device(void *ctx, struct wggwd_device *dev)
 {
 	(void)ctx;
-	memset(dev, 0, sizeof(*dev));
+	(void)dev;
 	return -ENODATA;
 }
 
+/* It keeps nothing: the interface is always empty. */
 static int if_dump(void *ctx, wggwd_dump_cb cb, void *arg)
 {
 	(void)ctx;
-	cb(arg, 0, NULL, 0);
-	return 0;
-}
-
-static int if_remove(void *ctx, const uint8_t (*keys)[WGGWD_KEY_LEN], size_t n,
-		     wggwd_status_cb cb, void *arg)
-{
-	struct ctx *c = ctx;
-	char key[WG_KEY_B64_LEN];
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		wg_key_to_b64(key, keys[i]);
-		fprintf(c->f, "remove %s\n", key);
-	}
-	cb(arg, 0);
+	cb(arg, 0, NULL, 0, sizeof(struct wggwd_peer_state));
 	return 0;
 }
 
 static const struct wggwd_ops ops = {
 	.size = sizeof(struct wggwd_ops),
 	.create = if_create,
+	.link = if_link,
 	.start = if_start,
 	.process = if_process,
 	.stop = if_stop,
 	.destroy = if_destroy,
 	.device = if_device,
 	.dump = if_dump,
-	.remove = if_remove,
 };
 
 WGGWD_PLUGIN_DEFINE(

@@ -78,18 +78,30 @@ out:
 static int c_process(void *ctx, struct wggwd_item *it)
 {
 	struct ctx *c = ctx;
+	const char *what = it->op == WGGWD_OP_REMOVE ? "remove" : "add";
 	int i;
 
-	if (*c->conf->uapi && uapi_add(c->conf->uapi, it->peer.public_key, c->conf->allowed_ip)) {
-		it->drop_reason = "uapi";
+	if (it->op == WGGWD_OP_ADD && *c->conf->uapi &&
+	    uapi_add(c->conf->uapi, it->peer->public_key, c->conf->allowed_ip)) {
+		it->reason = WGGWD_R_INSTALL_FAILED;
+		it->detail = "uapi";
 		return WGGWD_ERROR;
 	}
-	fprintf(c->f, "add ");
+	fprintf(c->f, "%s ", what);
 	for (i = 0; i < WGGWD_KEY_LEN; i++)
-		fprintf(c->f, "%02x", it->peer.public_key[i]);
+		fprintf(c->f, "%02x", it->peer->public_key[i]);
 	fputc('\n', c->f);
-	it->flags |= WGGWD_ITEM_REINJECT;
+	if (it->op == WGGWD_OP_ADD)
+		it->flags |= WGGWD_ITEM_REINJECT;
 	return WGGWD_CONTINUE;
+}
+/* Re-sending needs a source that keeps what it emitted: refuse others. */
+static const char *c_link(void *ctx, const void *conf, const struct wggwd_link *l,
+			  const char **option, char *buf, size_t len)
+{
+	(void)ctx; (void)conf; (void)option; (void)buf; (void)len;
+	return l->source_flags & WGGWD_F_RESENDS ? NULL :
+		"needs a source that re-sends what it emitted";
 }
 static void c_stop(void *ctx)
 {
@@ -103,21 +115,21 @@ static void c_destroy(void *ctx) { free(ctx); }
 static int c_device(void *ctx, struct wggwd_device *dev)
 {
 	struct ctx *c = ctx;
-	memset(dev, 0, sizeof(*dev));
+	if (!WGGWD_HAS(dev, struct wggwd_device, listen_port))
+		return -ENODATA;
 	dev->listen_port = c->conf->listen_port;
 	return 0;
 }
-static int c_dump(void *ctx, wggwd_dump_cb cb, void *arg) { (void)ctx; cb(arg, 0, NULL, 0); return 0; }
-static int c_remove(void *ctx, const uint8_t (*keys)[WGGWD_KEY_LEN], size_t n, wggwd_status_cb cb, void *arg)
+static int c_dump(void *ctx, wggwd_dump_cb cb, void *arg)
 {
-	(void)ctx; (void)keys; (void)n;
-	cb(arg, 0);
+	(void)ctx;
+	cb(arg, 0, NULL, 0, sizeof(struct wggwd_peer_state));
 	return 0;
 }
 static const struct wggwd_ops ops = {
-	.size = sizeof(struct wggwd_ops), .create = c_create, .start = c_start,
-	.process = c_process, .stop = c_stop, .destroy = c_destroy,
-	.device = c_device, .dump = c_dump, .remove = c_remove,
+	.size = sizeof(struct wggwd_ops), .create = c_create, .link = c_link,
+	.start = c_start, .process = c_process, .stop = c_stop, .destroy = c_destroy,
+	.device = c_device, .dump = c_dump,
 };
 WGGWD_PLUGIN_DEFINE(.name = "installer-reinject", .version = "test", .license = "MIT",
 	.description = "test installer: asks the source to re-send",

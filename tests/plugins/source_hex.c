@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: MIT
 /* Copyright (C) 2026 wggwd authors */
 /* Test source: emits the packets it is given (hex), as a sniffer would. */
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
 #include "wgutil.h"
+
+#define PKT_MAX 65535 /* a UDP payload */
 
 struct conf {
 	struct wggwd_list packets;
@@ -20,11 +24,12 @@ struct conf {
 static const char *check_hex(const void *field, char *buf, size_t len)
 {
 	const char *s = *(char *const *)field;
-	uint8_t bin[WGGWD_PKT_MAX];
-	size_t n;
+	size_t n = strlen(s), i;
 
-	if (sodium_hex2bin(bin, sizeof(bin), s, strlen(s), NULL, &n, NULL)) {
-		snprintf(buf, len, "expected hex of at most %d bytes", WGGWD_PKT_MAX);
+	for (i = 0; i < n && isxdigit((unsigned char)s[i]); i++)
+		;
+	if (i < n || n % 2 || n / 2 > PKT_MAX) {
+		snprintf(buf, len, "expected hex of at most %d bytes", PKT_MAX);
 		return buf;
 	}
 	return NULL;
@@ -45,50 +50,92 @@ static const struct wggwd_opt opts[] = {
 	WGGWD_OPT_END
 };
 
+struct pkt {
+	uint8_t *b;
+	size_t len;
+};
+
 struct ctx {
 	const struct wggwd_host *host;
 	struct wggwd_inst *self;
 	const struct conf *conf;
 	struct wggwd_timer *timer;
 	int64_t round;
+	size_t n;
+	struct pkt *pkts; /* the packets, decoded once */
+	uint64_t *emitted;
 };
 
 static void on_tick(void *arg)
 {
 	struct ctx *c = arg;
-	size_t i, n;
+	size_t i;
 	int64_t r;
 
 	if (++c->round >= c->conf->rounds)
 		c->host->timer_stop(c->timer);
 	for (r = 0; r < c->conf->repeat; r++) {
-		for (i = 0; i < c->conf->packets.n; i++) {
+		for (i = 0; i < c->n; i++) {
 			struct wggwd_item *it = c->host->item_new(c->self);
-			const char *hex = ((char **)c->conf->packets.v)[i];
 
-			sodium_hex2bin(it->pkt, sizeof(it->pkt), hex, strlen(hex), NULL, &n, NULL);
-			it->pkt_len = n;
+			if (c->host->item_pkt(c->self, it, c->pkts[i].b, c->pkts[i].len)) {
+				c->host->item_free(c->self, it);
+				return;
+			}
 			it->type = WGGWD_MSG_PKT;
 			it->transport = WGGWD_TR_UDP;
 			memcpy(&it->src, &c->conf->src, sizeof(it->src));
 			it->endpoint = it->src;
-			c->host->emit(c->self, it);
+			it->t[WGGWD_T_RX] = c->host->now_ns();
+			it->rx_realtime_ns = c->host->realtime_ns();
+			if (c->host->emit(c->self, it))
+				return; /* stopping: already freed */
+			(*c->emitted)++;
 		}
 	}
+}
+
+static void sh_destroy(void *ctx)
+{
+	struct ctx *c = ctx;
+	size_t i;
+
+	for (i = 0; i < c->n; i++)
+		free(c->pkts[i].b);
+	free(c->pkts);
+	free(c);
 }
 
 static int sh_create(const struct wggwd_host *host, struct wggwd_inst *self,
 		     const void *conf, void **ctxp)
 {
+	const struct conf *cf = conf;
 	struct ctx *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return -ENOMEM;
 	c->host = host;
 	c->self = self;
-	c->conf = conf;
+	c->conf = cf;
+	c->emitted = host->counter(self, "emitted");
+	c->pkts = calloc(cf->packets.n, sizeof(*c->pkts));
+	if (!c->pkts)
+		goto nomem;
+	for (; c->n < cf->packets.n; c->n++) {
+		const char *hex = ((char **)cf->packets.v)[c->n];
+		struct pkt *p = &c->pkts[c->n];
+		size_t len = strlen(hex);
+
+		p->b = malloc(len / 2 + 1);
+		if (!p->b)
+			goto nomem;
+		sodium_hex2bin(p->b, len / 2, hex, len, NULL, &p->len, NULL);
+	}
 	*ctxp = c;
 	return 0;
+nomem:
+	sh_destroy(c);
+	return -ENOMEM;
 }
 
 static int sh_start(void *ctx)
@@ -106,11 +153,6 @@ static void sh_stop(void *ctx)
 
 	c->host->timer_free(c->timer);
 	c->host->stopped(c->self);
-}
-
-static void sh_destroy(void *ctx)
-{
-	free(ctx);
 }
 
 static const struct wggwd_ops ops = {

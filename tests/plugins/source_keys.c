@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Copyright (C) 2026 wggwd authors */
-/* Test source: emits peer keys from its options, as a decoder would. */
+/* Test source: emits peer keys from its options, as a decoder would, and
+ * retires (removes through the pipeline) the keys it is told to. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,8 @@ struct conf {
 	int64_t interval_ms;
 	int64_t repeat;
 	struct sockaddr_storage endpoint;
+	struct wggwd_list retire;
+	bool returning;
 };
 
 static const struct wggwd_opt opts[] = {
@@ -25,6 +28,12 @@ static const struct wggwd_opt opts[] = {
 	  .offset = offsetof(struct conf, repeat), .help = "times each key is emitted per round" },
 	{ .name = "endpoint", .type = WGGWD_OPT_ADDR, .def = "127.0.0.1:51820",
 	  .offset = offsetof(struct conf, endpoint), .help = "the endpoint items carry" },
+	{ .name = "retire", .type = WGGWD_OPT_LIST, .max = 100000, .check = wg_check_key_b64,
+	  .offset = offsetof(struct conf, retire),
+	  .help = "keys to remove after each round (reason: operator)" },
+	{ .name = "returning", .type = WGGWD_OPT_BOOL, .def = "false",
+	  .offset = offsetof(struct conf, returning),
+	  .help = "flag the items WGGWD_ITEM_RETURNING, as a store that knew the keys would" },
 	WGGWD_OPT_END
 };
 
@@ -33,7 +42,7 @@ struct ctx {
 	struct wggwd_inst *self;
 	const struct conf *conf;
 	struct wggwd_timer *timer;
-	uint64_t *emitted, *ok, *dropped;
+	uint64_t *emitted, *refused, *ok, *dropped, *retired;
 };
 
 static void on_tick(void *arg)
@@ -48,13 +57,43 @@ static void on_tick(void *arg)
 
 			it->type = WGGWD_MSG_PEER_KEY;
 			it->transport = WGGWD_TR_UDP;
+			if (c->conf->returning)
+				it->flags |= WGGWD_ITEM_RETURNING;
 			wg_key_from_b64(it->public_key, ((char **)c->conf->keys.v)[i]);
 			memcpy(&it->endpoint, &c->conf->endpoint, sizeof(it->endpoint));
 			it->src = it->endpoint;
+			it->t[WGGWD_T_RX] = c->host->now_ns();
+			it->rx_realtime_ns = c->host->realtime_ns();
+			/* refused (stopping): already freed, done will not see it */
+			if (c->host->emit(c->self, it)) {
+				(*c->refused)++;
+				return;
+			}
 			(*c->emitted)++;
-			c->host->emit(c->self, it);
 		}
 	}
+	for (i = 0; i < c->conf->retire.n; i++) {
+		uint8_t key[WGGWD_KEY_LEN];
+
+		wg_key_from_b64(key, ((char **)c->conf->retire.v)[i]);
+		if (!c->host->retire(c->self, key, WGGWD_R_OPERATOR))
+			(*c->retired)++;
+	}
+}
+
+/* Retiring needs an installer to remove from. */
+static const char *sk_link(void *ctx, const void *conf, const struct wggwd_link *l,
+			   const char **option, char *buf, size_t len)
+{
+	const struct conf *cf = conf;
+
+	(void)ctx;
+	(void)buf;
+	(void)len;
+	if (!cf->retire.n || l->kinds_after & (1u << WGGWD_INSTALLER))
+		return NULL;
+	*option = "retire";
+	return "needs an installer in the pipeline";
 }
 
 static int sk_create(const struct wggwd_host *host, struct wggwd_inst *self,
@@ -68,8 +107,10 @@ static int sk_create(const struct wggwd_host *host, struct wggwd_inst *self,
 	c->self = self;
 	c->conf = conf;
 	c->emitted = host->counter(self, "emitted");
+	c->refused = host->counter(self, "refused");
 	c->ok = host->counter(self, "ok");
 	c->dropped = host->counter(self, "not_ok");
+	c->retired = host->counter(self, "retired");
 	*ctxp = c;
 	return 0;
 }
@@ -111,6 +152,7 @@ static void sk_destroy(void *ctx)
 static const struct wggwd_ops ops = {
 	.size = sizeof(struct wggwd_ops),
 	.create = sk_create,
+	.link = sk_link,
 	.start = sk_start,
 	.stop = sk_stop,
 	.destroy = sk_destroy,

@@ -44,6 +44,108 @@ static const struct wggwd_opt o[] = {
 	WGGWD_OPT_END
 };
 
+/* Every 2.0 reason has its own name, usable as a metric name. */
+static void test_reasons(void)
+{
+	char what[64] = "";
+	uint32_t r, q;
+	bool good = true;
+
+	for (r = 0; r < WGGWD_R_COUNT_2_0 && good; r++) {
+		const char *s = reason_name(r);
+
+		good = s && *s && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(s) &&
+		       strncmp(s, "reason_", 7);
+		for (q = 0; q < r && good; q++)
+			good = strcmp(s, reason_name(q)) != 0;
+		if (!good)
+			snprintf(what, sizeof(what), "%u: %s", r, s ? s : "(null)");
+	}
+	CHECK(good, "%u reasons, each with its own name %s", (unsigned)WGGWD_R_COUNT_2_0, what);
+	CHECK(!strcmp(reason_name(WGGWD_R_UNKNOWN_KEY), "unknown_key") &&
+	      !strcmp(reason_name(WGGWD_R_SHORT), "short") &&
+	      !strcmp(reason_name(WGGWD_R_IDLE), "idle"), "reasons are named after the enum");
+	CHECK(reason_name(UINT32_MAX) && strstr(reason_name(UINT32_MAX), "4294967295"),
+	      "an unknown reason still gets a name, with its number: %s",
+	      reason_name(UINT32_MAX));
+}
+
+/* Items hold their packet and allowed IPs by reference, without a cap. */
+static void test_items(void)
+{
+	struct wggwd_item *it = item_alloc();
+	struct wggwd_allowed_ip *a, *b;
+	uint8_t big[2000];
+	size_t i;
+	bool zero = true, kept = true;
+
+	for (i = 0; i < sizeof(big); i++)
+		big[i] = i * 7;
+	CHECK(it->size == sizeof(*it) && it->peer && it->peer->size == sizeof(*it->peer) &&
+	      !it->peer->n_allowed && !it->pkt_len, "a new item: sizes set, peer attached, empty");
+	CHECK(!item_set_pkt(it, big, 148) && it->pkt_len == 148 && !memcmp(it->pkt, big, 148),
+	      "a 148-byte packet is copied");
+	CHECK(!item_set_pkt(it, big, sizeof(big)) && it->pkt_len == sizeof(big) &&
+	      !memcmp(it->pkt, big, sizeof(big)), "a 2000-byte packet is copied whole");
+	CHECK(!item_set_pkt(it, big + 1, 3) && it->pkt_len == 3 && it->pkt[0] == big[1],
+	      "a packet can be replaced by a shorter one");
+	a = item_allowed_reserve(it, 1);
+	CHECK(a && it->peer->n_allowed == 1 && a == &it->peer->allowed[0] && !a->family,
+	      "allowed_reserve(1): one zeroed entry");
+	a->family = AF_INET;
+	a->cidr = 32;
+	a->addr[3] = 1;
+	b = item_allowed_reserve(it, 999);
+	for (i = 1; b && i < 1000; i++)
+		zero = zero && !it->peer->allowed[i].family && !it->peer->allowed[i].cidr;
+	CHECK(b == &it->peer->allowed[1] && it->peer->n_allowed == 1000 && zero,
+	      "allowed_reserve(999): 1000 entries, the new ones zeroed");
+	for (i = 1; b && i < 1000; i++)
+		it->peer->allowed[i] = (struct wggwd_allowed_ip){ .family = AF_INET6, .cidr = 128,
+								  .addr = { 0xfd, [14] = i >> 8, [15] = i } };
+	CHECK(it->peer->allowed[0].family == AF_INET && it->peer->allowed[0].addr[3] == 1,
+	      "growing keeps what was there");
+	it->peer->n_allowed = 10;
+	b = item_allowed_reserve(it, 2);
+	for (i = 0; i < 10; i++)
+		kept = kept && it->peer->allowed[i].family == (i ? AF_INET6 : AF_INET);
+	CHECK(b == &it->peer->allowed[10] && it->peer->n_allowed == 12 && !b[0].family &&
+	      !b[1].family && kept, "after n_allowed is lowered, reserve appends after it, zeroed");
+	CHECK(!item_allowed_reserve(it, (size_t)UINT32_MAX) && it->peer->n_allowed == 12,
+	      "an impossible reserve fails and changes nothing");
+	item_release(it);
+}
+
+/* Histograms: cumulative buckets, count and sum; bad bounds fall back. */
+static void test_histograms(void)
+{
+	static const double bounds[] = { 0.001, 0.01, 0.1 };
+	static const double bad[] = { 1, 1 };
+	struct wggwd_hist *h = metrics_histogram("t.lat", bounds, 3);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	metrics_observe(h, 0.0005);
+	metrics_observe(h, 0.001); /* a bound is inclusive */
+	metrics_observe(h, 0.05);
+	metrics_observe(h, 3);
+	metrics_observe(metrics_histogram("t.def", WGGWD_HIST_DEFAULT, 0), 0.002);
+	metrics_observe(metrics_histogram("t.bad", bad, 2), 20);
+	CHECK(metrics_histogram("t.lat", NULL, 0) == h, "a histogram is found again by name");
+	f = open_memstream(&text, &len);
+	metrics_dump(f, false);
+	fclose(f);
+	CHECK(strstr(text, "t.lat.le_0.001 2\nt.lat.le_0.01 2\nt.lat.le_0.1 3\n"
+			   "t.lat.count 4\nt.lat.sum 3.0515\n") != NULL,
+	      "buckets are cumulative; count and sum");
+	CHECK(strstr(text, "t.def.le_0.0001 0\n") && strstr(text, "t.def.le_0.0025 1\n") &&
+	      strstr(text, "t.def.le_10 1\n"), "WGGWD_HIST_DEFAULT: 100 us to 10 s");
+	CHECK(strstr(text, "t.bad.le_0.0001 0\n") && strstr(text, "t.bad.le_10 0\n") &&
+	      strstr(text, "t.bad.count 1\n"), "bounds not ascending: the default ones");
+	free(text);
+}
+
 static int set(int idx, const char *v, struct conf *c)
 {
 	char err[256];
@@ -103,7 +205,12 @@ int main(void)
 	CHECK(metrics_counter("a.b") == metrics_counter("a.b"), "counter is stable");
 	(*metrics_counter("a.b")) += 2;
 	CHECK(*metrics_counter("a.b") == 2, "counter counts");
+	test_histograms();
 	metrics_reset();
+	test_reasons();
+	test_items();
+	CHECK(core_hash("key", 3) == core_hash("key", 3) && core_hash("key", 3) != core_hash("kez", 3),
+	      "hash: stable, and tells keys apart");
 	printf("1..%d\n", n);
 	return failed ? 1 : 0;
 }

@@ -5,14 +5,22 @@
  * wggwd source-wsock relay.
  *
  *   wggwd-wsbridge -l 127.0.0.1:51821 -u ws://gw.example:8080/wg [-t TOKEN_FILE]
+ *                  [-p 127.0.0.1:51820]
  *
  * Point the WireGuard peer's endpoint at the -l address. Each datagram is
- * one binary WebSocket message; what comes back goes to the address the
- * last datagram came from. The connection is made again with backoff
- * (100 ms doubling to 10 s) when it drops; datagrams are dropped while it
- * is down and when more than -q bytes wait to be sent (WireGuard resends
- * what matters). Plain ws:// only: for TLS run a local TLS proxy (stunnel,
- * socat) and point -u at it. Counters are printed on SIGUSR1 and at exit.
+ * one binary WebSocket message; what comes back goes to the WireGuard
+ * client: the -p address, or else the first address a datagram came from
+ * (datagrams from any other are dropped and counted as drop_foreign, so
+ * another local program cannot take the gateway's traffic). The
+ * connection is made again with backoff (100 ms doubling to 10 s) when it
+ * drops or its connect and upgrade take over 10 s; datagrams are dropped
+ * while it is down and when more than -q bytes (each frame counted with
+ * its overhead) wait to be sent (WireGuard resends what matters). A
+ * gateway whose pings leave more than -q + CTRL_QUEUE bytes of pongs
+ * unread, or that sends a message in more than FRAG_MAX frames, is
+ * dropped (overflow). Plain ws:// only: for TLS run a local TLS proxy
+ * (stunnel, socat) and point -u at it. Counters are printed on SIGUSR1
+ * and at exit.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,6 +48,13 @@
 #define BACKOFF_MIN 100
 #define BACKOFF_MAX 10000
 #define MSG_MAX 65536
+#define TIMEOUT_MS 10000        /* connect + upgrade                     */
+#define CTRL_QUEUE 16384        /* pongs beyond -q                       */
+#define FRAG_MAX 32             /* frames of one data message            */
+/* what a queued frame costs beyond its bytes: wslay's message, or our
+ * write request (with malloc's overhead) */
+#define MSG_COST 128
+#define WREQ_COST (sizeof(struct wreq) + 32)
 
 enum state { S_IDLE, S_RESOLVING, S_CONNECTING, S_HANDSHAKE, S_OPEN };
 
@@ -52,6 +67,8 @@ struct bridge {
 	enum state st;
 	struct sockaddr_storage client;
 	bool have_client;
+	bool over;              /* the gateway went over its budget      */
+	unsigned frags;         /* frames of the data message so far     */
 	char host[256], port[8], path[512];
 	char token[512];
 	size_t queue;
@@ -63,9 +80,9 @@ struct bridge {
 	wslay_event_context_ptr ws;
 	const uint8_t *in;
 	size_t in_len;
-	size_t wq_bytes;
+	size_t wq_bytes, wq_reqs;
 	uint8_t rbuf[MSG_MAX];
-	uint64_t up, down, drop_down, drop_full, connects;
+	uint64_t up, down, drop_down, drop_full, drop_foreign, overflow, connects;
 };
 
 struct wreq {
@@ -112,7 +129,9 @@ static void drop(struct bridge *b, const char *why)
 		b->ws = NULL;
 	}
 	b->st = S_IDLE;
-	b->wq_bytes = 0;
+	b->wq_bytes = b->wq_reqs = 0;
+	b->over = false;
+	b->frags = 0;
 	schedule(b);
 }
 
@@ -122,8 +141,10 @@ static void on_write(uv_write_t *req, int status)
 	struct bridge *b = w->b;
 	bool current = req->handle->data != NULL;
 
-	if (current)
+	if (current) {
 		b->wq_bytes -= w->len;
+		b->wq_reqs--;
+	}
 	free(w);
 	if (!current)
 		return;
@@ -153,7 +174,19 @@ static int tcp_write(struct bridge *b, const void *data, size_t len)
 		return ret;
 	}
 	b->wq_bytes += len;
+	b->wq_reqs++;
 	return 0;
+}
+
+/* Bytes, with each frame's overhead, queued toward the gateway. */
+static size_t queued(const struct bridge *b)
+{
+	size_t n = b->wq_bytes + b->wq_reqs * WREQ_COST;
+
+	if (b->ws)
+		n += wslay_event_get_queued_msg_length(b->ws) +
+		     wslay_event_get_queued_msg_count(b->ws) * MSG_COST;
+	return n;
 }
 
 /* ------------------------------------------------------------ WebSocket */
@@ -183,7 +216,7 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ws, const uint8_t *data, size_
 	int n = 0;
 
 	(void)flags;
-	if (b->wq_bytes >= b->queue) {
+	if (b->wq_bytes + b->wq_reqs * WREQ_COST >= b->queue) {
 		wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
 		return -1;
 	}
@@ -217,7 +250,12 @@ static void ws_on_msg(wslay_event_context_ptr ws, const struct wslay_event_on_ms
 	struct bridge *b = ud;
 	uv_buf_t buf;
 
-	(void)ws;
+	if (a->opcode == WSLAY_PING && queued(b) > b->queue + CTRL_QUEUE) {
+		/* its pongs pile up unread: feed() drops the connection */
+		b->over = true;
+		wslay_event_shutdown_read(ws);
+		return;
+	}
 	if (a->opcode != WSLAY_BINARY_FRAME) {
 		if (a->opcode == WSLAY_CONNECTION_CLOSE && b->verbose)
 			logf_(b, "server closed with %u", a->status_code);
@@ -234,10 +272,26 @@ static void ws_on_msg(wslay_event_context_ptr ws, const struct wslay_event_on_ms
 		b->down++;
 }
 
+/* A data message of many tiny frames costs wslay a chunk each. */
+static void ws_on_frame(wslay_event_context_ptr ws,
+			const struct wslay_event_on_frame_recv_start_arg *a, void *ud)
+{
+	struct bridge *b = ud;
+
+	if (a->opcode & 0x8)
+		return;
+	b->frags = a->opcode == WSLAY_CONTINUATION_FRAME ? b->frags + 1 : 1;
+	if (b->frags > FRAG_MAX) {
+		b->over = true;
+		wslay_event_shutdown_read(ws);
+	}
+}
+
 static const struct wslay_event_callbacks ws_cbs = {
 	.recv_callback = ws_recv_cb,
 	.send_callback = ws_send_cb,
 	.genmask_callback = ws_genmask_cb,
+	.on_frame_recv_start_callback = ws_on_frame,
 	.on_msg_recv_callback = ws_on_msg,
 };
 
@@ -325,6 +379,7 @@ static void handshake_data(struct bridge *b, const uint8_t *p, size_t len)
 		return;
 	}
 	wslay_event_config_set_max_recv_msg_length(b->ws, MSG_MAX);
+	uv_timer_stop(&b->retry);
 	b->st = S_OPEN;
 	b->backoff = BACKOFF_MIN;
 	b->connects++;
@@ -346,6 +401,11 @@ static void feed(struct bridge *b, const uint8_t *p, size_t len)
 		return;
 	}
 	b->in_len = 0;
+	if (b->over) {
+		b->overflow++;
+		drop(b, "the gateway went over its queue (pongs it does not read, or a message in too many frames)");
+		return;
+	}
 	ws_flush(b);
 }
 
@@ -418,6 +478,11 @@ static void on_connect(uv_connect_t *req, int status)
 	explicit_bzero(buf, sizeof(buf));
 }
 
+static void on_stalled(uv_timer_t *t)
+{
+	drop(t->data, "connect and upgrade took too long");
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
 	struct bridge *b = req->data;
@@ -448,7 +513,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	if (ret) {
 		free(cr);
 		drop(b, uv_strerror(ret));
+		return;
 	}
+	uv_timer_start(&b->retry, on_stalled, TIMEOUT_MS, 0);
 }
 
 static void connect_now(uv_timer_t *t)
@@ -481,6 +548,32 @@ static void schedule(struct bridge *b)
 
 /* ------------------------------------------------------------------ UDP */
 
+static bool same_addr(const struct sockaddr *a, const struct sockaddr *b)
+{
+	const struct sockaddr_in *a4 = (const void *)a, *b4 = (const void *)b;
+	const struct sockaddr_in6 *a6 = (const void *)a, *b6 = (const void *)b;
+
+	if (a->sa_family != b->sa_family)
+		return false;
+	if (a->sa_family == AF_INET)
+		return a4->sin_port == b4->sin_port && a4->sin_addr.s_addr == b4->sin_addr.s_addr;
+	return a6->sin6_port == b6->sin6_port &&
+	       !memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof(a6->sin6_addr));
+}
+
+static void addr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char h[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->sa_family == AF_INET6) {
+		uv_ip6_name((const struct sockaddr_in6 *)sa, h, sizeof(h));
+		snprintf(buf, len, "[%s]:%u", h, ntohs(((const struct sockaddr_in6 *)sa)->sin6_port));
+	} else {
+		uv_ip4_name((const struct sockaddr_in *)sa, h, sizeof(h));
+		snprintf(buf, len, "%s:%u", h, ntohs(((const struct sockaddr_in *)sa)->sin_port));
+	}
+}
+
 static void udp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
 	struct bridge *b = h->data;
@@ -498,14 +591,23 @@ static void udp_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct s
 	(void)flags;
 	if (n <= 0 || !from)
 		return;
-	memcpy(&b->client, from, from->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
-	       sizeof(struct sockaddr_in));
-	b->have_client = true;
+	if (!b->have_client) {
+		char a[INET6_ADDRSTRLEN + 8];
+
+		memcpy(&b->client, from, from->sa_family == AF_INET6 ?
+		       sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+		b->have_client = true;
+		addr_str(from, a, sizeof(a));
+		logf_(b, "WireGuard client is %s; datagrams from any other address are dropped", a);
+	} else if (!same_addr(from, (const struct sockaddr *)&b->client)) {
+		b->drop_foreign++;
+		return;
+	}
 	if (b->st != S_OPEN || !b->ws) {
 		b->drop_down++;
 		return;
 	}
-	if (b->wq_bytes + wslay_event_get_queued_msg_length(b->ws) + n > b->queue) {
+	if (queued(b) + n + MSG_COST > b->queue) {
 		b->drop_full++;
 		return;
 	}
@@ -523,10 +625,12 @@ static void udp_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct s
 
 static void stats(struct bridge *b)
 {
-	fprintf(stderr, "wsbridge: connects %llu up %llu down %llu drop_down %llu drop_full %llu\n",
+	fprintf(stderr, "wsbridge: connects %llu up %llu down %llu drop_down %llu drop_full %llu "
+		"drop_foreign %llu overflow %llu\n",
 		(unsigned long long)b->connects, (unsigned long long)b->up,
 		(unsigned long long)b->down, (unsigned long long)b->drop_down,
-		(unsigned long long)b->drop_full);
+		(unsigned long long)b->drop_full, (unsigned long long)b->drop_foreign,
+		(unsigned long long)b->overflow);
 }
 
 static void on_signal(uv_signal_t *s, int sig)
@@ -608,27 +712,54 @@ static int read_token(struct bridge *b, const char *path)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: wggwd-wsbridge -l ADDR:PORT -u ws://HOST[:PORT]/PATH [-t TOKEN_FILE] [-q BYTES] [-v]\n"
-		"  -l  local UDP address the WireGuard client sends to (its peer endpoint)\n"
-		"  -u  the gateway's source-wsock URL (ws:// only; TLS through a local proxy)\n"
-		"  -t  file holding the bearer token (mode 0600)\n"
-		"  -q  bytes queued toward the gateway at most (default 262144)\n");
+		"usage: wggwd-wsbridge -l ADDR:PORT -u ws://HOST[:PORT]/PATH [-p ADDR:PORT] [-t TOKEN_FILE]\n"
+		"                      [-q BYTES] [-v]\n"
+		"  -l, --listen  local UDP address the WireGuard client sends to (its peer endpoint)\n"
+		"  -u, --url     the gateway's source-wsock URL (ws:// only; TLS through a local proxy)\n"
+		"  -p, --peer    the WireGuard client's own UDP address (its ListenPort); without it,\n"
+		"                the first address a datagram comes from. Others are dropped\n"
+		"  -t, --token-file  file holding the bearer token (mode 0600)\n"
+		"  -q, --queue   bytes queued toward the gateway at most (default 262144)\n");
 	exit(2);
+}
+
+/* "1.2.3.4:5" or "[::1]:5" */
+static int parse_addr(const char *s, struct sockaddr_storage *sa)
+{
+	char host[64];
+	int port;
+
+	memset(sa, 0, sizeof(*sa));
+	if (s[0] == '[')
+		return sscanf(s, "[%63[^]]]:%d", host, &port) != 2 || port < 0 || port > 65535 ||
+		       uv_ip6_addr(host, port, (struct sockaddr_in6 *)sa) ? -EINVAL : 0;
+	return sscanf(s, "%63[^:]:%d", host, &port) != 2 || port < 0 || port > 65535 ||
+	       uv_ip4_addr(host, port, (struct sockaddr_in *)sa) ? -EINVAL : 0;
 }
 
 int main(int argc, char **argv)
 {
 	static struct bridge b;
+	static const struct option lopts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "url", required_argument, NULL, 'u' },
+		{ "peer", required_argument, NULL, 'p' },
+		{ "token-file", required_argument, NULL, 't' },
+		{ "queue", required_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
 	struct sockaddr_storage la;
-	const char *listen = NULL, *url = NULL, *token = NULL;
-	char host[64];
-	int opt, port, ret, sigs[3] = { SIGINT, SIGTERM, SIGUSR1 }, i;
+	const char *listen = NULL, *url = NULL, *token = NULL, *peer = NULL;
+	int opt, ret, sigs[3] = { SIGINT, SIGTERM, SIGUSR1 }, i;
 
 	b.queue = 256 * 1024;
-	while ((opt = getopt(argc, argv, "l:u:t:q:vh")) != -1) {
+	while ((opt = getopt_long(argc, argv, "l:u:p:t:q:vh", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l': listen = optarg; break;
 		case 'u': url = optarg; break;
+		case 'p': peer = optarg; break;
 		case 't': token = optarg; break;
 		case 'q': b.queue = strtoul(optarg, NULL, 0); break;
 		case 'v': b.verbose = true; break;
@@ -637,6 +768,13 @@ int main(int argc, char **argv)
 	}
 	if (!listen || !url || b.queue < 2048)
 		usage();
+	if (peer) {
+		if (parse_addr(peer, &b.client)) {
+			fprintf(stderr, "wsbridge: bad --peer %s (ADDR:PORT)\n", peer);
+			return 2;
+		}
+		b.have_client = true;
+	}
 	if (parse_url(&b, url)) {
 		fprintf(stderr, "wsbridge: bad URL %s (ws://host[:port]/path)\n", url);
 		return 2;
@@ -645,15 +783,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "wsbridge: token file %s: %s\n", token, strerror(-ret));
 		return 1;
 	}
-	memset(&la, 0, sizeof(la));
-	if (listen[0] == '[') {
-		if (sscanf(listen, "[%63[^]]]:%d", host, &port) != 2 ||
-		    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&la))
-			usage();
-	} else if (sscanf(listen, "%63[^:]:%d", host, &port) != 2 ||
-		   uv_ip4_addr(host, port, (struct sockaddr_in *)&la)) {
+	if (parse_addr(listen, &la))
 		usage();
-	}
 	b.loop = uv_default_loop();
 	b.loop->data = &b;
 	uv_udp_init(b.loop, &b.udp);

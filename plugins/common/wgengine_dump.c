@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: MIT
+/* Copyright (C) 2026 wggwd authors */
+/*
+ * The install engine's dumps (see wgengine.h): one at a time, shared by
+ * every caller, annotated with what the engine knows (origin, install
+ * time); and what each dump tells the engine: a first handshake (the
+ * keepalive goes back), none yet (the collision retry, or the restore
+ * after restore_timeout), a peer gone from the interface (forgotten).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wgengine_int.h"
+
+/* --------------------------------------------------------- completion */
+
+static void retry_install(struct wge *e, struct peer *p)
+{
+	struct wggwd_peer *cp = p->retry;
+	struct wge_op *op;
+	char k[WG_KEY_B64_LEN];
+
+	wge_take_retry(e, p, false);
+	op = wge_op_new(2, K_RETRY);
+	if (!op) {
+		wge_peer_free(cp);
+		return;
+	}
+	op->priv->own = cp;
+	op->ent[0].kind = WGE_REMOVE;
+	memcpy(op->ent[0].key, p->h.key, WGGWD_KEY_LEN);
+	op->ent[1].kind = WGE_INSTALL;
+	memcpy(op->ent[1].key, p->h.key, WGGWD_KEY_LEN);
+	op->ent[1].ep = p->ep;
+	op->ent[1].keepalive = p->ka_sent;
+	op->ent[1].peer = cp;
+	(*e->stall_retries)++;
+	e->env.host->log(e->env.self, WGGWD_LOG_INFO,
+			 "peer %s: no handshake %.0f ms after an inverted install (a collision); installing it afresh",
+			 b64(k, p->h.key), (double)(e->env.host->now_ns() - p->await_ns) / MS);
+	p->since_real_ns = e->env.host->realtime_ns();
+	e->be->set(e->b, op);
+}
+
+void wge_seen(struct peer *p, const struct wggwd_peer_state *ps)
+{
+	p->seen = true;
+	p->seen_ep = ps->endpoint;
+	p->hs_sec = ps->last_handshake_sec;
+	p->hs_nsec = ps->last_handshake_nsec;
+	p->rx_bytes = ps->rx_bytes;
+	p->tx_bytes = ps->tx_bytes;
+}
+
+struct sweep_arg {
+	struct wge *e;
+	uint32_t mark;
+};
+
+/* Listed by no dump though installed before it started: removed by
+ * someone else; forget it, so that it is installed again when asked. */
+static bool gone(void *arg, struct wgt_ent *h)
+{
+	struct sweep_arg *a = arg;
+	struct peer *p = (struct peer *)h;
+	char k[WG_KEY_B64_LEN];
+
+	if (p->mark == a->mark || p->gen > a->e->dump_gen)
+		return false;
+	a->e->env.host->log(a->e->env.self, WGGWD_LOG_DEBUG, "peer %s is no longer on %s; forgetting it",
+			    b64(k, p->h.key), a->e->env.conf->interface);
+	return true;
+}
+
+/* What a dump tells: handshakes done (put the keepalive back), handshakes
+ * not done (retry, or give up waiting), peers gone (forget them). */
+static void observe(struct wge *e, const struct wggwd_peer_state *v, size_t n)
+{
+	const struct wge_conf *cf = e->env.conf;
+	struct sweep_arg a = { e, ++e->mark };
+	struct wge_op *op = wge_restore_op(e->nawaiting);
+	uint64_t now = e->env.host->now_ns();
+	char k[WG_KEY_B64_LEN];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		struct peer *p = wgt_get(&e->peers, v[i].public_key);
+		uint64_t hs;
+		bool done, late;
+
+		if (!p)
+			continue;
+		p->mark = a.mark;
+		wge_seen(p, &v[i]);
+		if (!p->awaiting || p->restoring)
+			continue;
+		hs = (uint64_t)v[i].last_handshake_sec * NS + v[i].last_handshake_nsec;
+		/* a handshake from before the install (a session that was up)
+		 * does not count; a second of slack for clock granularity */
+		done = v[i].last_handshake_sec && hs + NS >= p->since_real_ns;
+		late = !done && now - p->await_ns >= (uint64_t)cf->restore_timeout_ms * MS;
+		if (!done && !late) {
+			/* 2 ms of slack: the poll timer counts in the loop's
+			 * milliseconds, and may fire a little before */
+			if (p->retry && now + 2 * MS - p->await_ns >= (uint64_t)cf->stall_retry_ms * MS)
+				retry_install(e, p);
+			continue;
+		}
+		if (!op || op->n == e->nawaiting)
+			continue; /* short of memory: the next dump tries again */
+		wge_restore_add(op, p);
+		if (done) {
+			e->env.host->log(e->env.self, WGGWD_LOG_INFO,
+					 "peer %s: handshake %.1f ms after install; keepalive back to %u",
+					 b64(k, p->h.key), ((double)hs - (double)p->since_real_ns) / 1e6,
+					 p->keepalive);
+		} else {
+			(*e->restore_timeouts)++;
+			e->env.host->log(e->env.self, WGGWD_LOG_INFO,
+					 "peer %s: no handshake %.0f s after install; keepalive back to %u anyway",
+					 b64(k, p->h.key), (double)(now - p->await_ns) / NS, p->keepalive);
+		}
+	}
+	wgt_sweep(&e->peers, gone, &a);
+	wge_count_peers(e);
+	if (op)
+		wge_send_op(e, op);
+}
+
+/* ------------------------------------------------------------- dumps */
+
+static void dump_kick(struct wge *e)
+{
+	int ret;
+
+	if (e->dumping || e->stopping || (!e->wait && !e->poll_wanted))
+		return;
+	e->dumping = true;
+	e->cur = e->wait;
+	e->wait = NULL;
+	e->poll_wanted = false;
+	e->dump_gen = e->sets_done;
+	e->dump_t0 = e->env.host->now_ns();
+	ret = e->be->dump(e->b);
+	if (ret)
+		wge_dump_done(&e->env, ret, NULL, 0);
+}
+
+void wge_dump_done(const struct wge_env *env, int err, struct wggwd_peer_state *v, size_t n)
+{
+	struct wge *e = ENG(env);
+	struct waiter *w, *next;
+	size_t i;
+
+	e->dumping = false;
+	e->dump_ns = e->env.host->now_ns() - e->dump_t0;
+	for (i = 0; !err && i < n; i++) {
+		struct peer *p = wgt_get(&e->peers, v[i].public_key);
+
+		v[i].size = sizeof(v[i]);
+		v[i].origin = p ? p->origin : WGGWD_ORIGIN_NONE;
+		v[i].installed_ns = p ? p->installed_ns : 0;
+	}
+	if (err && err != -ECANCELED)
+		e->env.host->log(e->env.self, WGGWD_LOG_WARN, "reading the peers of %s: %s",
+				 e->env.conf->interface, strerror(-err));
+	if (!err && !e->stopping) {
+		(*e->dumps)++;
+		observe(e, v, n);
+	}
+	for (w = e->cur, e->cur = NULL; w; w = next) {
+		next = w->next;
+		w->cb(w->arg, err, err ? NULL : v, err ? 0 : n, sizeof(*v));
+		free(w);
+	}
+	dump_kick(e);
+	wge_arm_poll(e);
+}
+
+void wge_on_poll(void *arg)
+{
+	struct wge *e = arg;
+
+	e->poll_armed = false;
+	if (!e->nawaiting || e->stopping)
+		return;
+	e->poll_wanted = true;
+	dump_kick(e);
+}
+
+void wge_arm_poll(struct wge *e)
+{
+	uint64_t ms = e->env.conf->restore_poll_ms;
+
+	if (!e->running || e->stopping || e->poll_armed || e->dumping || !e->nawaiting)
+		return;
+	if (e->nretry && (uint64_t)e->env.conf->stall_retry_ms < ms)
+		ms = e->env.conf->stall_retry_ms;
+	/* on a large interface, do not dump back to back */
+	if (e->dump_ns / MS * 10 > ms)
+		ms = e->dump_ns / MS * 10;
+	e->env.host->timer_start(e->poll, ms, 0);
+	e->poll_armed = true;
+}
+
+int wge_dump(void *ctx, wggwd_dump_cb cb, void *arg)
+{
+	struct wge *e = ctx;
+	struct waiter *w, **pp;
+
+	if (!e->running || e->stopping)
+		return -ESHUTDOWN;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->cb = cb;
+	w->arg = arg;
+	for (pp = &e->wait; *pp; pp = &(*pp)->next)
+		;
+	*pp = w;
+	dump_kick(e);
+	return 0;
+}
+
+/* The interface went away (wireguard-go restarted?): what we installed is
+ * unverified; forget it so that the next knock installs again. Peers
+ * waiting for their handshake stay (stale: installed again when asked),
+ * so that their keepalive is still put back if they were not lost. */
+static bool forget(void *arg, struct wgt_ent *h)
+{
+	struct peer *p = (struct peer *)h;
+	size_t *n = arg;
+
+	if (p->awaiting) {
+		p->stale = true;
+		return false;
+	}
+	(*n)++;
+	return true;
+}
+
+void wge_lost(const struct wge_env *env)
+{
+	struct wge *e = ENG(env);
+	size_t n = 0;
+
+	wgt_sweep(&e->peers, forget, &n);
+	wge_count_peers(e);
+	if (n)
+		e->env.host->log(e->env.self, WGGWD_LOG_INFO,
+				 "forgetting %zu installed peers: %s may have restarted without them", n,
+				 e->env.conf->interface);
+}
