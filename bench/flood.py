@@ -24,17 +24,24 @@ pinging every 10 ms (bench: time_to_tunnel); past 8 s the client did not
 get in.
 
 Modes, side by side at each rate:
-  reinject: completion reinject, invert_above 0 (the default before)
-  adaptive: completion reinject, invert_above (source-bpf's default): the
-            gateway initiates while the initiation rate is high
+  reinject: completion reinject, invert_above 0, cookie_watch false (the
+            default before)
+  adaptive: completion reinject, invert_above and cookie_watch
+            (source-bpf's defaults): the gateway initiates while the
+            initiation rate is high, and installs afresh a client the
+            interface answered with a cookie (a returning one included)
   lazy:     adaptive, and push: [nats, store] + pull: [sniff, noise,
             store, wg]: the store answers alone (0 API requests)
+(A build whose source-bpf has no cookie_watch runs without it; with
+FLOOD_COOKIE_WATCH=0 every mode runs without it: the same bench measures
+before and after.)
 
 Prints a table and `name value unit` lines. Environment: FLOOD_RATES
 (valid initiations/s, comma-separated; default 2000,5000,8000),
 FLOOD_GARBAGE (garbage per valid one; 3), FLOOD_S (30), FLOOD_SOURCES
 (300), FLOOD_MODES (reinject,adaptive,lazy), FLOOD_CLIENTS (returning,new;
-4,4), KNOCK_GAP (1.5), WGGWD_BUILD.
+4,4), KNOCK_GAP (1.5), FLOOD_COOKIE_WATCH (1; 0: off in every mode),
+WGGWD_BUILD.
 """
 import base64
 import ctypes
@@ -162,7 +169,9 @@ class Bed:
     def config(self, mode, db, stats):
         t = self.topo
         adaptive = mode != "reinject"
-        sniff = f"{{interface: {t.gw_uplink}{'' if adaptive else ', invert_above: 0'}}}"
+        ck = ", cookie_watch: false" if has_cookie_watch() else ""
+        on = "" if os.environ.get("FLOOD_COOKIE_WATCH", "1") != "0" else ck
+        sniff = f"{{interface: {t.gw_uplink}{on if adaptive else ', invert_above: 0' + ck}}}"
         http = (f"{{plugin: resolver-http, options: {{url: '{self.api.url()}', "
                 f"allowed_prefixes: [10.90.0.0/16], rate: {API_RATE}, burst: {API_BURST}, "
                 f"returning_rate: {RET_RATE}, returning_burst: {RET_BURST}, batch: true}}}}")
@@ -274,6 +283,10 @@ pipelines:{pipes}
             "kernel_drops": s1.get("sniff.kernel_drops", 0) - s0.get("sniff.kernel_drops", 0),
             "inverted": s1.get("sniff.inverted_under_load", 0),
             "rearmed": s1.get("wg.rearmed", 0),
+            "stall_retries": s1.get("wg.stall_retries", 0),
+            "cookie_replies": s1.get("sniff.cookie_replies", 0),
+            "cookie_reinstalls": s1.get("sniff.cookie_reinstalls", 0),
+            "refused_afresh": s1.get("wg.refused_afresh", 0),
             "overloaded": s1.get("noise.drop_overloaded", 0),
             "rss_growth_mib": ((peak[0] - rss0) / 1024) if rss0 else None,
             "log": logp,
@@ -284,6 +297,15 @@ pipelines:{pipes}
         if self.nats:
             self.ncl.close()
             self.nats.stop()
+
+
+def has_cookie_watch():
+    """Does this build's source-bpf have the cookie watch?"""
+    if not hasattr(has_cookie_watch, "v"):
+        p = subprocess.run([f"{BUILD}/wggwd", "plugins", "source-bpf"], capture_output=True,
+                           text=True)
+        has_cookie_watch.v = "cookie_watch" in p.stdout
+    return has_cookie_watch.v
 
 
 def wgnet_stats(path):
@@ -336,6 +358,11 @@ def lines(results):
         if r["rss_growth_mib"] is not None:
             print(f"{p}_rss_growth {r['rss_growth_mib']:.1f} MiB")
         print(f"{p}_inverted_under_load {r['inverted']} items")
+        print(f"{p}_rearmed {r['rearmed']} items")
+        print(f"{p}_stall_retries {r['stall_retries']} installs")
+        print(f"{p}_cookie_replies {r['cookie_replies']} packets")
+        print(f"{p}_cookie_reinstalls {r['cookie_reinstalls']} items")
+        print(f"{p}_refused_afresh {r['refused_afresh']} installs")
         print(f"{p}_decoder_overloaded {r['overloaded']} items")
 
 

@@ -25,9 +25,19 @@
 #   push_store_*         the same through store-sqlite (fsync per group
 #                        commit)
 #   push_per_s_1e4, push_p99_ms  the headline numbers (no store, 10^4)
+#   setconf_per_s_1e4    `wg setconf` of 10^4 fresh peers (the same allowed
+#                        IPs) on the restarted, empty interface: peers per
+#                        second; measured just before each 10^4 push (mean)
+#   push_vs_setconf      push_store_per_s_1e4 / the setconf rate measured
+#                        next to it (goal >= 0.8)
+#   push_nostore_vs_setconf   push_per_s_1e4 / its neighbour setconf rate
+#   leader_loss_stall_ms  (bench/failover.py, when there) a consumer's
+#                        leader node killed: its death to the next delivery
 # Environment: WGGWD_BUILD (default build/): wggwd and the plugins. Root.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 export WGGWD_BUILD="${WGGWD_BUILD:-$root/build}"
-exec python3 "$here/push_bench.py" "$@"
+python3 "$here/push_bench.py" "$@"
+# the failover figure, where its script is (the failover work)
+[ ! -f "$here/failover.py" ] || python3 "$here/failover.py"

@@ -114,6 +114,26 @@ def run(srv, topo, cl, n, durable, store=False, rate=None, nips=1):
         d.close()
 
 
+def setconf(net, topo, n, nips=1):
+    """`wg setconf` of n fresh peers (the same allowed IPs as a push of n)
+    on the gateway's interface, restarted empty first: peers per second."""
+    net.restart_gateway(topo)
+    path = os.path.join(tmp, f"setconf{n}.conf")
+    with open(path, "w") as f:
+        f.write(f"[Interface]\nPrivateKey = {topo.gw_priv}\nListenPort = {topo.gw_port}\n")
+        for i in range(n):
+            k = base64.b64encode(os.urandom(32)).decode()
+            f.write(f"[Peer]\nPublicKey = {k}\nAllowedIPs = {', '.join(ips(i, nips))}\n")
+    t0 = time.monotonic()
+    net.run(topo.gw_ns, "wg", "setconf", topo.gw_if, path)
+    dt = time.monotonic() - t0
+    got = len(net.wg_show_dump(topo.gw_ns, topo.gw_if)["peers"])
+    if got != n:
+        raise RuntimeError(f"wg setconf: {got}/{n} peers on {topo.gw_if}")
+    net.restart_gateway(topo)
+    return n / dt
+
+
 def main():
     why = wgnet.missing() or natsd.missing()
     if why:
@@ -127,7 +147,10 @@ def main():
             cl = natsd.Client(srv.port)
             cl.stream_create("BENCH", ["bench.>"])
             out = []
+            sc = []  # measured next to each 10^4 push: the ratio is of neighbours
             for k in (3, 4):
+                if k == 4:
+                    sc.append(setconf(net, topo, 10 ** 4))
                 r, p50, p99 = run(srv, topo, cl, 10 ** k, f"d{k}")
                 out += [(f"push_per_s_1e{k}", f"{r:.0f}", "msg/s"),
                         (f"push_p50_ms_1e{k}", f"{p50:.2f}", "ms"),
@@ -144,11 +167,17 @@ def main():
             net.restart_gateway(topo)
             if have_store:
                 for k in (3, 4):
+                    if k == 4:
+                        sc.append(setconf(net, topo, 10 ** 4))
                     r, p50, p99 = run(srv, topo, cl, 10 ** k, f"s{k}", store=True)
                     out += [(f"push_store_per_s_1e{k}", f"{r:.0f}", "msg/s"),
                             (f"push_store_p50_ms_1e{k}", f"{p50:.2f}", "ms"),
                             (f"push_store_p99_ms_1e{k}", f"{p99:.2f}", "ms")]
                     net.restart_gateway(topo)
+                    if k == 4:
+                        out += [("push_vs_setconf", f"{r / sc[-1]:.2f}", "ratio")]
+            out += [("setconf_per_s_1e4", f"{sum(sc) / len(sc):.0f}", "peer/s"),
+                    ("push_nostore_vs_setconf", f"{head[0] / sc[0]:.2f}", "ratio")]
             out += [("push_p99_ms", f"{head[1]:.2f}", "ms")]
             cl.close()
             for name, v, unit in out:

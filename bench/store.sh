@@ -38,9 +38,10 @@ out=$work/results
 
 # shellcheck disable=SC2046 # word splitting of pkg-config output is wanted
 ${CC:-cc} -std=gnu11 -O2 -g -D_GNU_SOURCE -Wall -Wextra -Wno-missing-field-initializers \
-	-I"$root/include" -I"$root/plugins/common" \
-	"$here/store_bench.c" "$root/plugins/common/wgutil.c" \
-	$(pkg-config --cflags --libs sqlite3 libsodium libuv) -lm -o "$work/store_bench"
+	-I"$root/include" -I"$root/plugins/common" -I"$root/plugins/store-sqlite" \
+	"$here/store_bench.c" "$root/plugins/store-sqlite/live.c" "$root/plugins/store-sqlite/command.c" \
+	"$root/plugins/store-sqlite/preflight.c" "$root/plugins/common/wgutil.c" \
+	$(pkg-config --cflags --libs sqlite3 libsodium libuv jansson) -lm -o "$work/store_bench"
 
 for n in 10000 100000 1000000; do
 	"$work/store_bench" "$work/store.db" "$n" 200000 | tee -a "$out"

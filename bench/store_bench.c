@@ -15,6 +15,9 @@
  *      peer read, i.e. the whole cache-hit path of the lookup op.
  *
  *   store_bench DB N M  ->  `name value unit` lines (suffix _1eK for N=10^K)
+ *
+ * The plugin's files are #included (the bench reaches into its statics);
+ * live.c, command.c and preflight.c are compiled beside (bench/store.sh).
  */
 #include "../plugins/store-sqlite/store_sqlite.c"
 #include "../plugins/store-sqlite/schema.c"
@@ -263,9 +266,10 @@ static const struct wggwd_installer *h_installer(struct wggwd_inst *in)
 	return NULL;
 }
 
-static int h_inject(struct wggwd_inst *in, struct wggwd_item *it)
+static int h_inject(struct wggwd_inst *in, struct wggwd_item *it, uint32_t flags)
 {
 	(void)in;
+	(void)flags;
 	free(it);
 	return -ENOENT;
 }

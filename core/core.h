@@ -212,6 +212,7 @@ struct core_item {
 	void (*ctl)(void *arg, struct wggwd_item *it, int verdict, const char *stage);
 	void *ctl_arg;
 	bool lookup_only;
+	bool source_told;       /* the source's done ran early (a re-send) */
 	uint64_t t_step;                /* when a resolver was called */
 };
 uint64_t runtime_live_items(struct runtime *rt);

@@ -20,10 +20,17 @@ struct why_ent {
 	char pipeline[32];
 	char stage[32];
 	char detail[48];
+	/* the item's timeline: us from the source's read (decoded, resolved,
+	 * installed); the first handshake after its install, us from the wire
+	 * (observe.c); the wire to the source's read; -1: not reached or not
+	 * known */
+	int32_t us[5];
 };
 
 /* The newest outcomes first, at most max: for key, or overall (NULL). */
 size_t why_get(const uint8_t *key, struct why_ent *out, size_t max);
+/* The first handshake of the install of key seen at rx_real_ns (observe.c). */
+void why_handshake(const uint8_t *key, uint64_t rx_real_ns, uint64_t hs_real_ns);
 json_t *why_ent_json(const struct why_ent *e);
 const char *verdict_name(int verdict);
 

@@ -98,6 +98,34 @@ static void print_peers(json_t *o)
 	}
 }
 
+/* "  read 0.210 ms, decoded +0.280, ..." from a why entry's timeline:
+ * read is the wire to the source, the rest from the source's read, and
+ * the handshake from the wire (the client's wait). */
+static void print_timeline(json_t *tl)
+{
+	static const char *const names[][2] = {
+		{ "read_ms", "read" },           { "decoded_ms", "decoded" },
+		{ "resolved_ms", "resolved" },   { "installed_ms", "installed" },
+		{ "handshake_ms", "handshake" },
+	};
+	const char *sep = "  ";
+	size_t i;
+
+	if (!json_is_object(tl))
+		return;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		json_t *v = json_object_get(tl, names[i][0]);
+
+		if (!json_is_number(v))
+			continue;
+		printf("%s%s %s%.3f ms", sep, names[i][1], i && i < 4 ? "+" : "",
+		       json_number_value(v));
+		sep = ", ";
+	}
+	if (strcmp(sep, "  "))
+		printf("  (read: wire to source; +: from the read; handshake: from the wire)\n");
+}
+
 static void print_why(json_t *o)
 {
 	json_t *a = json_object_get(o, "outcomes"), *e;
@@ -128,6 +156,7 @@ static void print_why(json_t *o)
 		       json_string_value(json_object_get(e, "verdict")),
 		       reason ? ": " : "", reason ? reason : "", detail ? " (" : "",
 		       detail ? detail : "", detail ? ")" : "");
+		print_timeline(json_object_get(e, "timeline"));
 	}
 }
 

@@ -3,7 +3,11 @@
 /*
  * What only the interface knows: when a JIT peer's first handshake
  * completed (wggwd_handshake_duration_seconds: from the initiation seen to
- * that handshake), and how many peers each interface has, by origin.
+ * that handshake; wggwd_handshake_after_install_seconds: from the install
+ * answered, the completion's part: the re-sent initiation or the
+ * interface's own, the response, the client's first data), and how many
+ * peers each interface has, by origin. The handshake also goes into the
+ * item's timeline (`wggwd ctl why KEY`: handshake_ms).
  *
  * After an install the peer waits here; once a second, while any waits,
  * its installer's dump is read (the only source of handshake times every
@@ -31,6 +35,7 @@ struct hs_wait {
 	struct hs_wait *next;
 	uint8_t key[WGGWD_KEY_LEN];
 	uint64_t rx_real_ns;
+	uint64_t installed_real_ns;  /* when the install was answered */
 	uint64_t since_ns;           /* monotonic */
 	struct wggwd_inst *installer;
 	char pipeline[64];
@@ -39,6 +44,7 @@ struct hs_wait {
 static struct {
 	uv_timer_t heartbeat;
 	bool running, dumping;
+	uint64_t dump_t0, next_ns;   /* monotonic: the last dump began; the next may */
 	struct hs_wait *waits[HS_BUCKETS];
 	size_t n_waits;
 } o;
@@ -52,6 +58,18 @@ static struct wggwd_hist *hs_hist(const char *pipeline)
 	snprintf(name, sizeof(name), "pipeline.%s.seconds_to_handshake", pipeline);
 	return metrics_cell(name, M_HIST, "wggwd_handshake_duration_seconds",
 			    "From the initiation seen to the first handshake completed on the interface (JIT installs)",
+			    lp, v);
+}
+
+static struct wggwd_hist *hs_after_install_hist(const char *pipeline)
+{
+	static const char *const lp[] = { "pipeline", NULL };
+	const char *v[] = { pipeline };
+	char name[256];
+
+	snprintf(name, sizeof(name), "pipeline.%s.seconds_install_to_handshake", pipeline);
+	return metrics_cell(name, M_HIST, "wggwd_handshake_after_install_seconds",
+			    "From the install answered to the first handshake completed on the interface (JIT installs): the completion's share",
 			    lp, v);
 }
 
@@ -72,7 +90,8 @@ void observe_install(struct wggwd_inst *installer, const char *pipeline,
 {
 	struct hs_wait *w, **head = &o.waits[key[0]];
 
-	hs_hist(pipeline); /* the family shows from the first install */
+	hs_hist(pipeline); /* the families show from the first install */
+	hs_after_install_hist(pipeline);
 	for (w = *head; w; w = w->next)
 		if (w->installer == installer && !memcmp(w->key, key, WGGWD_KEY_LEN))
 			return; /* the first initiation counts */
@@ -80,6 +99,7 @@ void observe_install(struct wggwd_inst *installer, const char *pipeline,
 		return;
 	memcpy(w->key, key, WGGWD_KEY_LEN);
 	w->rx_real_ns = rx_real_ns;
+	w->installed_real_ns = now_real_ns();
 	w->since_ns = now_mono_ns();
 	w->installer = installer;
 	snprintf(w->pipeline, sizeof(w->pipeline), "%s", pipeline);
@@ -101,6 +121,9 @@ static bool hs_done(struct hs_wait **pp, const struct wggwd_peer_state *ps)
 		return false; /* an older session's: wait for the new one */
 	metrics_observe(hs_hist(w->pipeline),
 			hs > w->rx_real_ns ? (double)(hs - w->rx_real_ns) / 1e9 : 0);
+	metrics_observe(hs_after_install_hist(w->pipeline),
+			hs > w->installed_real_ns ? (double)(hs - w->installed_real_ns) / 1e9 : 0);
+	why_handshake(w->key, w->rx_real_ns, hs);
 	*pp = w->next;
 	free(w);
 	o.n_waits--;
@@ -243,8 +266,14 @@ static void on_heartbeat_dump(void *arg, struct wggwd_inst *in, const char *ifna
 
 static void on_heartbeat_done(void *arg)
 {
+	uint64_t now = now_mono_ns();
+
 	(void)arg;
 	o.dumping = false;
+	/* a dump of a large interface holds the installs back while it
+	 * runs: these take at most 1% of the time (a peer waits past
+	 * HS_WAIT_S until a dump that began after it has been read) */
+	o.next_ns = now + (now - o.dump_t0) * 100;
 }
 
 static bool inst_alive(struct runtime *rt, const struct wggwd_inst *in)
@@ -279,7 +308,9 @@ static void on_heartbeat(uv_timer_t *t)
 			    !w->installer->ops->peer(w->installer->ctx, w->key, &ps) &&
 			    hs_done(pp, &ps))
 				continue;
-			if (alive && now - w->since_ns < HS_WAIT_S * 1000000000ull) {
+			/* past HS_WAIT_S: once a dump begun after it was read */
+			if (alive && (now - w->since_ns < HS_WAIT_S * 1000000000ull || o.dumping ||
+				      o.dump_t0 < w->since_ns + HS_WAIT_S * 1000000000ull)) {
 				pp = &w->next;
 				continue;
 			}
@@ -290,9 +321,10 @@ static void on_heartbeat(uv_timer_t *t)
 			o.n_waits--;
 		}
 	}
-	if (!o.n_waits || o.dumping)
+	if (!o.n_waits || o.dumping || now < o.next_ns)
 		return;
 	o.dumping = true;
+	o.dump_t0 = now;
 	if (observe_dump_all(on_heartbeat_dump, on_heartbeat_done, NULL) < 0)
 		o.dumping = false;
 }

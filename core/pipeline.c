@@ -80,7 +80,7 @@ static void notify_done(struct core_item *ci, int verdict)
 		if (k == i)
 			in->ops->done(in->ctx, &ci->pub, verdict);
 	}
-	if (!(ci->pub.flags & WGGWD_ITEM_INJECTED) && pl->source->ops->done)
+	if (!(ci->pub.flags & WGGWD_ITEM_INJECTED) && !ci->source_told && pl->source->ops->done)
 		pl->source->ops->done(pl->source->ctx, &ci->pub, verdict);
 }
 
@@ -288,6 +288,13 @@ static void finish(struct core_item *ci, int verdict)
 			runtime_stop_next(rt);
 		return;
 	}
+	/* a client waits on the re-sent initiation, nothing else: the source
+	 * is told first (its done re-sends it), the bookkeeping follows */
+	if (verdict == WGGWD_CONTINUE && (it->flags & WGGWD_ITEM_REINJECT) &&
+	    !(it->flags & WGGWD_ITEM_INJECTED) && pl->source->ops->done) {
+		pl->source->ops->done(pl->source->ctx, it, verdict);
+		ci->source_told = true;
+	}
 	switch (verdict) {
 	case WGGWD_CONTINUE:
 		(*pl->c_ok)++;
@@ -357,20 +364,23 @@ static void finish(struct core_item *ci, int verdict)
 		char b64[sodium_base64_ENCODED_LEN(WGGWD_KEY_LEN,
 						   sodium_base64_VARIANT_ORIGINAL)];
 		uint64_t t0 = it->t[WGGWD_T_RX];
+		char resent[40] = "";
 
 		sodium_bin2base64(b64, sizeof(b64), it->peer->public_key, WGGWD_KEY_LEN,
 				  sodium_base64_VARIANT_ORIGINAL);
 #define MS(i) (it->t[i] && t0 ? (double)(it->t[i] - t0) / 1e6 : -1.0)
+		if (it->t[WGGWD_T_REINJECTED])
+			snprintf(resent, sizeof(resent), ", re-sent %.3f ms", MS(WGGWD_T_REINJECTED));
 		/* the wall-clock receive time lets a reader line this up with
 		 * WireGuard's own handshake times */
 		log_msg(WGGWD_LOG_INFO, "[core]",
-			"pipeline %s: peer %s %s: seen at %llu.%06llu, decoded %.3f ms, resolved %.3f ms, installed %.3f ms%s",
+			"pipeline %s: peer %s %s: seen at %llu.%06llu, decoded %.3f ms, resolved %.3f ms, installed %.3f ms%s%s",
 			pl->name, b64,
 			it->flags & WGGWD_ITEM_UNCHANGED ? "already installed" : "installed",
 			(unsigned long long)(it->rx_realtime_ns / 1000000000ull),
 			(unsigned long long)(it->rx_realtime_ns % 1000000000ull / 1000),
 			MS(WGGWD_T_DECODED), MS(WGGWD_T_RESOLVED), MS(WGGWD_T_INSTALLED),
-			it->flags & WGGWD_ITEM_CACHED ? " (cached)" : "");
+			resent, it->flags & WGGWD_ITEM_CACHED ? " (cached)" : "");
 #undef MS
 	}
 	notify_done(ci, verdict);

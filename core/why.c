@@ -4,7 +4,10 @@
  * `wggwd ctl why KEY`: the last outcomes of items, a small ring per key
  * (the most recently seen WHY_KEYS keys) and one ring overall. Keys are
  * chosen by outside senders: the table is keyed with the core's SipHash
- * and bounded (the least recently seen key makes room).
+ * and bounded (the least recently seen key makes room). A key's ring
+ * grows as it is needed (1, 2, 4 ... WHY_PER_KEY entries): a flood of
+ * fresh keys, each seen once, costs about 270 bytes a key, not the
+ * 1.4 KB of a full ring (issue 14: daemon memory under a flood).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -23,8 +26,8 @@ struct why_key {
 	uint8_t key[WGGWD_KEY_LEN];
 	struct why_key *hnext;
 	struct why_key *prev, *next; /* least recently used first */
-	unsigned n, at;              /* entries, next slot */
-	struct why_ent ring[WHY_PER_KEY];
+	unsigned n, at, cap;         /* entries, next slot, ring's size */
+	struct why_ent *ring;        /* cap entries; full before it wraps */
 };
 
 static struct why_key *buckets[WHY_BUCKETS];
@@ -89,6 +92,7 @@ static struct why_key *key_get(const uint8_t *key)
 		op = find(k->key);
 		*op = k->hnext;
 		lru_unlink(k);
+		free(k->ring);
 		memset(k, 0, sizeof(*k));
 		pp = find(key);
 	} else {
@@ -102,6 +106,31 @@ static struct why_key *key_get(const uint8_t *key)
 	*pp = k;
 	lru_push(k);
 	return k;
+}
+
+static int32_t us_of(uint64_t ns)
+{
+	return ns / 1000 > INT32_MAX ? INT32_MAX : (int32_t)(ns / 1000);
+}
+
+/* The item's time points, us from the source's read (-1: not reached),
+ * and the wire to that read (the receive time is the kernel's). */
+static void timeline(struct why_ent *e, const struct wggwd_item *it)
+{
+	static const int marks[] = { WGGWD_T_DECODED, WGGWD_T_RESOLVED, WGGWD_T_INSTALLED };
+	uint64_t t0 = it->t[WGGWD_T_RX], wire;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(e->us); i++)
+		e->us[i] = -1;
+	for (i = 0; i < ARRAY_SIZE(marks); i++)
+		if (t0 && it->t[marks[i]] >= t0)
+			e->us[i] = us_of(it->t[marks[i]] - t0);
+	if (t0 && it->rx_realtime_ns) { /* on the monotonic clock */
+		wire = it->rx_realtime_ns - (now_real_ns() - now_mono_ns());
+		if (wire <= t0)
+			e->us[4] = us_of(t0 - wire);
+	}
 }
 
 void why_record(const uint8_t *key, uint64_t rx_real_ns, const char *pipeline,
@@ -123,16 +152,57 @@ void why_record(const uint8_t *key, uint64_t rx_real_ns, const char *pipeline,
 	snprintf(e.stage, sizeof(e.stage), "%s", stage ? stage : "");
 	if (it->detail)
 		snprintf(e.detail, sizeof(e.detail), "%s", it->detail);
+	timeline(&e, it);
 	all[all_at] = e;
 	all_at = (all_at + 1) % WHY_ALL;
 	if (all_n < WHY_ALL)
 		all_n++;
 	if (!key || !(k = key_get(key)))
 		return;
+	if (k->n == k->cap && !k->at && k->cap < WHY_PER_KEY) { /* full, oldest first */
+		unsigned cap = k->cap ? k->cap * 2 : 1;
+		struct why_ent *r = realloc(k->ring, cap * sizeof(*r));
+
+		if (r) {
+			k->ring = r;
+			k->at = k->n;
+			k->cap = cap;
+		}
+		if (!k->cap)
+			return;
+	}
 	k->ring[k->at] = e;
-	k->at = (k->at + 1) % WHY_PER_KEY;
-	if (k->n < WHY_PER_KEY)
+	k->at = (k->at + 1) % k->cap;
+	if (k->n < k->cap)
 		k->n++;
+}
+
+/* An entry of ring (n entries, the next at `at`) seen at rx_real_ns. */
+static void set_handshake(struct why_ent *ring, unsigned n, unsigned at, unsigned size,
+			  const uint8_t *key, uint64_t rx_real_ns, uint64_t hs_real_ns)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		struct why_ent *e = &ring[(at + size - 1 - i) % size];
+
+		if (e->real_ns == rx_real_ns && e->has_key &&
+		    !memcmp(e->key, key, WGGWD_KEY_LEN) && e->us[2] >= 0) {
+			e->us[3] = us_of(hs_real_ns > rx_real_ns ? hs_real_ns - rx_real_ns : 0);
+			return;
+		}
+	}
+}
+
+void why_handshake(const uint8_t *key, uint64_t rx_real_ns, uint64_t hs_real_ns)
+{
+	struct why_key *k = *find(key);
+
+	if (!rx_real_ns)
+		return;
+	set_handshake(all, all_n, all_at, WHY_ALL, key, rx_real_ns, hs_real_ns);
+	if (k)
+		set_handshake(k->ring, k->n, k->at, k->cap, key, rx_real_ns, hs_real_ns);
 }
 
 size_t why_get(const uint8_t *key, struct why_ent *out, size_t max)
@@ -149,11 +219,30 @@ size_t why_get(const uint8_t *key, struct why_ent *out, size_t max)
 		ring = k->ring;
 		n = k->n;
 		at = k->at;
-		size = WHY_PER_KEY;
+		size = k->cap;
 	}
 	for (i = 0; i < n && i < max; i++)
 		out[i] = ring[(at + size - 1 - i) % size];
 	return i;
+}
+
+/* "timeline": {"decoded_ms", "resolved_ms", "installed_ms" (from the
+ * source's read), "handshake_ms" (from the wire: the client's wait),
+ * "read_ms" (the wire to the source's read)}, the points it reached. */
+static void timeline_json(json_t *o, const struct why_ent *e)
+{
+	static const char *const names[] = { "decoded_ms", "resolved_ms", "installed_ms",
+					     "handshake_ms", "read_ms" };
+	json_t *t = json_object();
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(names); i++)
+		if (e->us[i] >= 0)
+			json_object_set_new(t, names[i], json_real(e->us[i] / 1000.0));
+	if (json_object_size(t))
+		json_object_set_new(o, "timeline", t);
+	else
+		json_decref(t);
 }
 
 json_t *why_ent_json(const struct why_ent *e)
@@ -181,6 +270,7 @@ json_t *why_ent_json(const struct why_ent *e)
 		json_object_set_new(o, "cached", json_true());
 	if (e->flags & WGGWD_ITEM_UNCHANGED)
 		json_object_set_new(o, "unchanged", json_true());
+	timeline_json(o, e);
 	return o;
 }
 
@@ -190,6 +280,7 @@ void why_reset(void)
 
 	for (k = lru_head; k; k = n) {
 		n = k->next;
+		free(k->ring);
 		free(k);
 	}
 	lru_head = lru_tail = NULL;

@@ -6,7 +6,8 @@
  * One stage per shared object. The object exports exactly one symbol,
  * `wggwd_plugin` (a struct wggwd_plugin), filled with WGGWD_PLUGIN_DEFINE().
  *
- * ABI 2.0. Compatibility rules (checked by the loader):
+ * ABI 2.1 (2.1: WGGWD_ITEM_REFUSED). Compatibility rules (checked by the
+ * loader):
  *   - abi_major must equal the host's WGGWD_ABI_MAJOR (1.x is refused);
  *   - abi_minor must be <= the host's WGGWD_ABI_MINOR;
  *   - structs only ever grow at the end, and every struct that crosses
@@ -42,7 +43,7 @@ extern "C" {
 #endif
 
 #define WGGWD_ABI_MAJOR 2
-#define WGGWD_ABI_MINOR 0
+#define WGGWD_ABI_MINOR 1
 
 #define WGGWD_EXPORT __attribute__((visibility("default")))
 #ifdef __cplusplus
@@ -309,6 +310,18 @@ struct wggwd_peer {
  * history), so it is no stranger: resolvers serve it before never-seen
  * keys (a fresh-key flood must not lock out returning clients). */
 #define WGGWD_ITEM_RETURNING (1u << 10)
+/* Since 2.1. Set by a source, with WGGWD_ITEM_INVERT, on an item it makes
+ * for a key that knocked moments ago: the interface answered that client
+ * with a cookie reply (it is under load, PROTOCOL.md (c)) at
+ * rx_realtime_ns, so the client waits 5 s before it tries again, but now
+ * holds a cookie, and its answer to an initiation from the interface will
+ * carry a valid mac2. An installer installs the peer afresh at once
+ * (removed and added again with the endpoint and a keepalive: the
+ * interface initiates), whether it had it or not; a peer it added anew
+ * after that reply, still waiting for its handshake, is left as it is
+ * (the interface is initiating to a client that holds the cookie). An
+ * installer of 2.0 sees only WGGWD_ITEM_INVERT. */
+#define WGGWD_ITEM_REFUSED (1u << 11)
 
 /* Time points: CLOCK_MONOTONIC ns (host->now_ns) when the item passed
  * each; the core keeps latency histograms of them. */

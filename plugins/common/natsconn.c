@@ -70,15 +70,18 @@ struct nc {
 	natsStatus new_st;
 	char new_err[256];
 	void (*done)(void *owner);
+	bool *owner_timer_open; /* nc_stop_host */
 	uint64_t *c_disconnects, *c_reconnects, *c_connect_failures, *c_async_errors;
 	int64_t *g_connected;
 };
 
 const char *nc_err(natsStatus s)
 {
-	const char *t = nats_GetLastError(NULL);
+	natsStatus last = NATS_OK;
+	const char *t = nats_GetLastError(&last);
 
-	return t && *t ? t : natsStatus_GetText(s);
+	/* the thread's last error may be an older call's */
+	return t && *t && last == s ? t : natsStatus_GetText(s);
 }
 
 const char *nc_check_server(const void *field, char *buf, size_t len)
@@ -831,6 +834,8 @@ static void stop_more(struct nc *n)
 	n->finished = true;
 	if (n->done)
 		n->done(n->owner);
+	else if (n->owner_timer_open)
+		n->host->stopped(n->self);
 }
 
 void nc_stop(struct nc *n, void (*done)(void *owner))
@@ -840,6 +845,22 @@ void nc_stop(struct nc *n, void (*done)(void *owner))
 	n->connected = false;
 	*n->g_connected = 0;
 	stop_more(n); /* waits for a connect or flush under way */
+}
+
+static void on_owner_timer_closed(uv_handle_t *h)
+{
+	struct nc *n = h->data;
+
+	*n->owner_timer_open = false;
+	nc_stop(n, NULL);
+}
+
+void nc_stop_host(struct nc *n, uv_timer_t *timer, bool *timer_open)
+{
+	n->owner_timer_open = timer_open;
+	uv_timer_stop(timer);
+	timer->data = n; /* no more of the owner's callbacks on it */
+	uv_close((uv_handle_t *)timer, on_owner_timer_closed);
 }
 
 void nc_destroy(struct nc *n)

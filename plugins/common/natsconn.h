@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include <nats/nats.h>
+#include <uv.h>
 
 #include <wggwd/plugin.h>
 
@@ -117,6 +118,10 @@ int nc_start(struct nc *n);
 /* Close the connection (subscriptions first: the caller destroys its
  * own), then done(owner) from a close callback. */
 void nc_stop(struct nc *n, void (*done)(void *owner));
+/* The usual end of a plugin's stop: close its timer (whose data it
+ * takes over), then nc_stop, then host->stopped(self); *timer_open is
+ * cleared once the timer is closed. */
+void nc_stop_host(struct nc *n, uv_timer_t *timer, bool *timer_open);
 void nc_destroy(struct nc *n);
 
 /* The connection, or NULL while there is none (never connected yet). */

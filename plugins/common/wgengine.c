@@ -13,6 +13,10 @@
  *     responder), and the item carries WGGWD_ITEM_REINJECT for the source
  *     to re-send the captured initiation.
  *   none: no endpoint from the knock: the client's own retry.
+ * Under load (WGGWD_ITEM_INVERT from the source) knocks are completed by
+ * inversion whatever `completion` says; a knock the interface answered
+ * with a cookie (WGGWD_ITEM_REFUSED) is installed afresh: removed and
+ * added in one request (refused_afresh()).
  * A keepalive installed other than configured is put back once a dump
  * shows the first handshake, after restore_timeout, and at stop: left on
  * toward a client that never answers, it would initiate forever.
@@ -204,9 +208,10 @@ void wge_op_what(const struct wge_op *op, char *buf, size_t len)
 	char k[WG_KEY_B64_LEN];
 
 	switch (op->priv->what) {
-	case K_ITEM:
+	case K_ITEM: /* an afresh install: its removal, then the install */
 		snprintf(buf, len, "%s of peer %s",
-			 op->ent[0].kind == WGE_REMOVE ? "removal" : "install", b64(k, op->ent[0].key));
+			 op->ent[op->n - 1].kind == WGE_REMOVE ? "removal" :
+			 op->n > 1 ? "afresh install" : "install", b64(k, op->ent[0].key));
 		break;
 	case K_RESTORE:
 		snprintf(buf, len, "keepalive restore of %zu peers", op->n);
@@ -220,7 +225,7 @@ static void item_done(struct wge *e, struct wge_op *op)
 {
 	struct wge_op_priv *pv = op->priv;
 	struct wggwd_item *it = pv->item;
-	const struct wge_ent *en = &op->ent[0];
+	const struct wge_ent *en = &op->ent[op->n - 1]; /* afresh: the removal first */
 	char k[WG_KEY_B64_LEN], ep[64];
 	struct peer *p;
 	bool created;
@@ -270,6 +275,7 @@ static void item_done(struct wge *e, struct wge_op *op)
 			e->nretry++;
 		}
 		set_awaiting(e, p, en->keepalive != pv->ka_conf);
+		p->fresh = pv->invert && (created || pv->afresh);
 		if (p->awaiting) {
 			p->await_ns = p->installed_ns;
 			p->since_real_ns = pv->since_real_ns;
@@ -318,6 +324,7 @@ static void finish_close(struct wge *e)
 	e->poll = NULL;
 	e->env.host->timer_free(e->lease_timer);
 	e->lease_timer = NULL;
+	wge_dump_fini(e);
 	e->be->close(e->b);
 }
 
@@ -334,6 +341,8 @@ void wge_op_done(const struct wge_env *env, struct wge_op *op)
 	wge_op_free(op);
 	if (final)
 		finish_close(e);
+	else
+		wge_set_done(e);
 }
 
 /* An empty keepalive restore with room for cap peers; NULL if none. */
@@ -363,7 +372,7 @@ void wge_send_op(struct wge *e, struct wge_op *op)
 		wge_op_free(op);
 		return;
 	}
-	e->be->set(e->b, op);
+	wge_set(e, op);
 }
 
 void wge_closed(const struct wge_env *env)
@@ -390,7 +399,11 @@ static const struct {
 	{ "restore_timeouts", offsetof(struct wge, restore_timeouts) },
 	{ "stall_retries", offsetof(struct wge, stall_retries) },
 	{ "rearmed", offsetof(struct wge, rearmed) }, /* inversion armed again under load */
+	/* removed and added again: the interface answered the client with a
+	 * cookie (WGGWD_ITEM_REFUSED) */
+	{ "refused_afresh", offsetof(struct wge, refused_afresh) },
 	{ "dumps", offsetof(struct wge, dumps) },
+	{ "dumps_deferred", offsetof(struct wge, dumps_deferred) }, /* behind installs */
 	{ "policy_refused", offsetof(struct wge, policy_refused) }, /* allowed_prefixes */
 	{ "expired", offsetof(struct wge, expired) },       /* removed: its lease ended */
 	{ "expired_refused", offsetof(struct wge, expired_refused) }, /* a lease over already */
@@ -506,6 +519,7 @@ int wge_create(const struct wggwd_host *host, struct wggwd_inst *self, const voi
 	e->g_peers = host->gauge(self, "peers");
 	e->g_awaiting = host->gauge(self, "awaiting_handshake");
 	e->g_leases = host->gauge(self, "leases");
+	wge_dump_init(e);
 	if (((const struct wge_conf *)conf)->shadow)
 		shadow_metrics(e);
 	*ctx = e;
@@ -675,7 +689,7 @@ static int remove_item(struct wge *e, struct wggwd_item *it, const uint8_t *key)
 	memcpy(op->ent[0].key, key, WGGWD_KEY_LEN);
 	wgt_del(&e->peers, key); /* an install after this queues after it */
 	wge_count_peers(e);
-	e->be->set(e->b, op);
+	wge_set(e, op);
 	return WGGWD_PENDING;
 }
 
@@ -708,7 +722,8 @@ static int lease_refused(struct wge *e, struct wggwd_item *it, const uint8_t *ke
  * again: the keepalive through 0 makes the interface initiate if the peer
  * has no session (a pushed peer never used); if it has one it only sends
  * a keepalive on it, and when no handshake follows within stall_retry the
- * collision retry installs the peer afresh, which initiates. If the
+ * collision retry installs the peer afresh, which initiates (sooner: the
+ * source's cookie watch, WGGWD_ITEM_REFUSED below). If the
  * interface did answer the client (it was not under load after all), the
  * handshake is there by then and nothing is cut. Not while a completion of
  * ours is under way.
@@ -719,6 +734,26 @@ static bool rearm_inversion(const struct wggwd_item *it, const struct peer *p)
 	       !p->stale && !p->awaiting && !p->restoring;
 }
 
+/*
+ * WGGWD_ITEM_REFUSED: the interface answered this client with a cookie
+ * (it is under load) at it->rx_realtime_ns, so the client waits 5 s, but
+ * holds a cookie now and will answer an initiation with a valid mac2. The
+ * peer is installed afresh in one request: removed (a stale session, a
+ * pending handshake, the interface's rate limit go with it) and added
+ * with the endpoint and the inversion keepalive, so that the interface
+ * initiates at once; the collision retry stays. Not a peer that an
+ * inverted install added anew after that cookie and that is still
+ * waiting: the interface is initiating to a client that holds the cookie
+ * (a cookie after the install answered the client's response, sent
+ * without one: afresh). A peer we do not have is installed by inversion.
+ */
+static bool refused_afresh(const struct wggwd_item *it, const struct peer *p)
+{
+	return (it->flags & WGGWD_ITEM_REFUSED) && p &&
+	       (p->stale || !p->awaiting || !p->fresh || p->restoring ||
+		it->rx_realtime_ns >= p->since_real_ns);
+}
+
 int wge_process(void *ctx, struct wggwd_item *it)
 {
 	struct wge *e = ctx;
@@ -726,7 +761,7 @@ int wge_process(void *ctx, struct wggwd_item *it)
 	const struct wggwd_peer *pe = it->peer;
 	const uint8_t *key = pe->has & WGGWD_PEER_HAS_PUBLIC_KEY ? pe->public_key : it->public_key;
 	union wggwd_sockaddr ep = { 0 };
-	bool knock = false, invert, rearm;
+	bool knock = false, invert, rearm, afresh;
 	struct wge_op_priv *pv;
 	struct wge_ent *en;
 	struct wge_op *op;
@@ -758,11 +793,11 @@ int wge_process(void *ctx, struct wggwd_item *it)
 		   (pe->endpoint.sa.sa_family == AF_INET || pe->endpoint.sa.sa_family == AF_INET6)) {
 		ep = pe->endpoint;
 	}
-	op = wge_op_new(1, K_ITEM);
+	/* room for a removal first (WGGWD_ITEM_REFUSED) */
+	op = wge_op_new(knock && (it->flags & WGGWD_ITEM_REFUSED) ? 2 : 1, K_ITEM);
 	if (!op)
 		return no_memory(e, it);
 	pv = op->priv;
-	en = &op->ent[0];
 	pv->item = it;
 	pv->ep = ep;
 	pv->ka_conf = pe->has & WGGWD_PEER_HAS_KEEPALIVE ? pe->keepalive : 0;
@@ -770,8 +805,9 @@ int wge_process(void *ctx, struct wggwd_item *it)
 	pv->expires_at = pe->expires_at;
 	cfg_digest(e, pe, pv->ka_conf, pv->cfg);
 	p = wgt_get(&e->peers, key);
-	rearm = p && knock && rearm_inversion(it, p);
-	if (p && !p->stale && !rearm && !memcmp(p->cfg, pv->cfg, CFG_LEN) &&
+	afresh = knock && refused_afresh(it, p);
+	rearm = p && knock && !afresh && rearm_inversion(it, p);
+	if (p && !p->stale && !rearm && !afresh && !memcmp(p->cfg, pv->cfg, CFG_LEN) &&
 	    (ep.sa.sa_family == AF_UNSPEC || wg_sockaddr_equal(&p->ep, &ep))) {
 		if (!p->origin) /* found at start: an item names it now */
 			p->origin = origin_of(it);
@@ -784,6 +820,14 @@ int wge_process(void *ctx, struct wggwd_item *it)
 	}
 	if (rearm)
 		(*e->rearmed)++;
+	op->n = afresh ? 2 : 1;
+	if (afresh) {
+		op->ent[0].kind = WGE_REMOVE;
+		memcpy(op->ent[0].key, key, WGGWD_KEY_LEN);
+		pv->afresh = true;
+		(*e->refused_afresh)++;
+	}
+	en = &op->ent[op->n - 1];
 	en->kind = WGE_INSTALL;
 	memcpy(en->key, key, WGGWD_KEY_LEN);
 	en->peer = pe;
@@ -793,9 +837,10 @@ int wge_process(void *ctx, struct wggwd_item *it)
 	 * revalidation), or one the interface under load would answer with a
 	 * cookie: a peer not on the interface is completed by role inversion
 	 * whatever `completion` says; one that is (its session may be live)
-	 * is only updated, unless a knock under load re-arms it (rearm) */
+	 * is only updated, unless a knock under load re-arms it (rearm) or
+	 * the interface answered it with a cookie (afresh) */
 	if (it->flags & WGGWD_ITEM_INVERT) {
-		invert = ep.sa.sa_family != AF_UNSPEC && (!p || p->stale || rearm);
+		invert = ep.sa.sa_family != AF_UNSPEC && (!p || p->stale || rearm || afresh);
 		knock = false; /* nothing to re-send; the endpoint stays */
 	} else {
 		invert = knock && cf->completion == WGE_INVERSION;
@@ -816,7 +861,7 @@ int wge_process(void *ctx, struct wggwd_item *it)
 	}
 	pv->origin = origin_of(it);
 	pv->since_real_ns = e->env.host->realtime_ns();
-	e->be->set(e->b, op);
+	wge_set(e, op);
 	return WGGWD_PENDING;
 }
 
@@ -871,7 +916,7 @@ void wge_stop(void *ctx)
 	e->env.host->log(e->env.self, WGGWD_LOG_INFO,
 			 "stopping: putting back the keepalive of %zu peers still waiting for a handshake",
 			 op->n);
-	e->be->set(e->b, op); /* finish_close() follows its answer */
+	wge_set(e, op); /* finish_close() follows its answer */
 }
 
 void wge_destroy(void *ctx)

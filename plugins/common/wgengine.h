@@ -59,7 +59,7 @@ extern const char *const wge_completions[];
 	  .help = "inversion: keepalive (seconds) installed with the endpoint to make the interface initiate, when the peer's own is 0; put back after the first handshake" }, \
 	{ .name = "restore_poll", .type = WGGWD_OPT_DURATION, .def = "500ms", .min = 10, .max = 600000, \
 	  .offset = offsetof(struct wge_conf, restore_poll_ms),                              \
-	  .help = "while peers wait for their first handshake, how often the interface is dumped to see which completed (stretched to 10x the last dump's duration on large interfaces)" }, \
+	  .help = "while peers wait for their first handshake, how often the interface is dumped to see which completed (on a large interface stretched to 100x the last dump's duration, 10x while a collision retry is due: dumps take at most 1% of the time, 10% for a retry)" }, \
 	{ .name = "restore_timeout", .type = WGGWD_OPT_DURATION, .def = "2m", .min = 1000, .max = 86400000, \
 	  .offset = offsetof(struct wge_conf, restore_timeout_ms),                           \
 	  .help = "a peer with no handshake this long after install gets its configured keepalive back anyway (else a dead client is initiated to forever)" }, \

@@ -6,6 +6,16 @@
  * time); and what each dump tells the engine: a first handshake (the
  * keepalive goes back), none yet (the collision retry, or the restore
  * after restore_timeout), a peer gone from the interface (forgotten).
+ *
+ * Installs first: a knocking client must not wait on housekeeping. A
+ * dump of a large interface takes long (wireguard-go serialises its IPC:
+ * a set waits for a get in progress; the kernel's dump holds the socket
+ * its answer comes on), so a dump wanted while sets are on their way
+ * waits until they are done (for at most `timeout`: a steady stream of
+ * installs does not starve it), and the sets that arrive meanwhile go
+ * first. A dump that has started is not interrupted: how often dumps run
+ * is their callers' part (evictor-idle stretches its interval with the
+ * dump's cost; the restore poll below does too).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -41,7 +51,7 @@ static void retry_install(struct wge *e, struct peer *p)
 			 "peer %s: no handshake %.0f ms after an inverted install (a collision); installing it afresh",
 			 b64(k, p->h.key), (double)(e->env.host->now_ns() - p->await_ns) / MS);
 	p->since_real_ns = e->env.host->realtime_ns();
-	e->be->set(e->b, op);
+	wge_set(e, op);
 }
 
 void wge_seen(struct peer *p, const struct wggwd_peer_state *ps)
@@ -131,12 +141,70 @@ static void observe(struct wge *e, const struct wggwd_peer_state *v, size_t n)
 
 /* ------------------------------------------------------------- dumps */
 
+void wge_dump_init(struct wge *e)
+{
+	e->dumps_deferred = e->env.host->counter(e->env.self, "dumps_deferred");
+	e->g_dump_ms = e->env.host->gauge(e->env.self, "dump_ms");
+}
+
+void wge_dump_fini(struct wge *e)
+{
+	e->env.host->timer_free(e->defer);
+	e->defer = NULL;
+}
+
+static void dump_kick(struct wge *e);
+
+static void on_defer(void *arg)
+{
+	dump_kick(arg);
+}
+
+void wge_set(struct wge *e, struct wge_op *op)
+{
+	e->sets_issued++;
+	e->be->set(e->b, op);
+}
+
+void wge_set_done(struct wge *e)
+{
+	if (e->sets_done >= e->sets_issued && e->want_ns)
+		dump_kick(e);
+}
+
+/* Installs first: true if the wanted dump waits for the sets on their
+ * way (then the deferral's end is armed). */
+static bool dump_defer(struct wge *e)
+{
+	uint64_t now = e->env.host->now_ns(), cap = (uint64_t)e->env.conf->timeout_ms * MS;
+
+	if (!e->want_ns)
+		e->want_ns = now;
+	if (e->sets_done >= e->sets_issued || now - e->want_ns >= cap)
+		return false;
+	if (!e->deferred) {
+		e->deferred = true;
+		(*e->dumps_deferred)++;
+		if (!e->defer)
+			e->defer = e->env.host->timer_new(e->env.self, on_defer, e);
+		if (e->defer)
+			e->env.host->timer_start(e->defer, (cap - (now - e->want_ns)) / MS + 1, 0);
+	}
+	return true;
+}
+
 static void dump_kick(struct wge *e)
 {
 	int ret;
 
 	if (e->dumping || e->stopping || (!e->wait && !e->poll_wanted))
 		return;
+	if (dump_defer(e))
+		return;
+	if (e->deferred && e->defer)
+		e->env.host->timer_stop(e->defer);
+	e->want_ns = 0;
+	e->deferred = false;
 	e->dumping = true;
 	e->cur = e->wait;
 	e->wait = NULL;
@@ -156,6 +224,7 @@ void wge_dump_done(const struct wge_env *env, int err, struct wggwd_peer_state *
 
 	e->dumping = false;
 	e->dump_ns = e->env.host->now_ns() - e->dump_t0;
+	*e->g_dump_ms = (int64_t)(e->dump_ns / MS);
 	for (i = 0; !err && i < n; i++) {
 		struct peer *p = wgt_get(&e->peers, v[i].public_key);
 
@@ -196,11 +265,12 @@ void wge_arm_poll(struct wge *e)
 
 	if (!e->running || e->stopping || e->poll_armed || e->dumping || !e->nawaiting)
 		return;
+	/* on a large interface, do not dump back to back: a collision
+	 * retry is worth 10% of the time, a keepalive restore 1% */
 	if (e->nretry && (uint64_t)e->env.conf->stall_retry_ms < ms)
 		ms = e->env.conf->stall_retry_ms;
-	/* on a large interface, do not dump back to back */
-	if (e->dump_ns / MS * 10 > ms)
-		ms = e->dump_ns / MS * 10;
+	if (e->dump_ns / MS * (e->nretry ? 10 : 100) > ms)
+		ms = e->dump_ns / MS * (e->nretry ? 10 : 100);
 	e->env.host->timer_start(e->poll, ms, 0);
 	e->poll_armed = true;
 }

@@ -27,6 +27,8 @@ struct peer {
 	uint16_t keepalive, ka_sent;   /* configured; what the install set */
 	uint8_t origin;                /* enum wggwd_origin */
 	bool awaiting;                 /* the keepalive differs until the handshake */
+	bool fresh;                    /* ... after an inverted install that added it
+	                                * anew: the interface is initiating */
 	bool restoring;                /* a restore for it is on its way */
 	bool stale;                    /* the interface may have lost it */
 	uint32_t mark;                 /* last dump that listed it */
@@ -51,6 +53,7 @@ struct wge_op_priv {
 	int what;                      /* K_* */
 	bool final;                    /* the restore at stop */
 	bool reinject, invert;
+	bool afresh;                   /* removed first (WGGWD_ITEM_REFUSED) */
 	uint16_t ka_conf;
 	uint8_t origin;
 	uint8_t cfg[CFG_LEN];
@@ -84,6 +87,13 @@ struct wge {
 	bool dumping, poll_wanted, poll_armed;
 	uint64_t dump_gen, dump_t0, dump_ns;
 	struct wggwd_timer *poll;
+	/* installs first: a dump does not start while sets are on their
+	 * way (sets_done < sets_issued), for at most `timeout`; every set
+	 * goes through wge_set() */
+	uint64_t sets_issued;
+	uint64_t want_ns;              /* a dump is wanted since (0: none) */
+	bool deferred;                 /* the wanted dump was counted deferred */
+	struct wggwd_timer *defer;     /* the deferral's end */
 
 	struct peer **leases;          /* a min-heap by expires_at */
 	size_t nleases, leases_cap;
@@ -96,8 +106,9 @@ struct wge {
 
 	uint64_t *installed, *updated, *unchanged, *removed, *install_failed, *remove_failed,
 		*inverted, *reinjected, *restored, *restore_timeouts, *stall_retries, *dumps,
-		*policy_refused, *expired, *expired_refused, *rearmed;
-	int64_t *g_peers, *g_awaiting, *g_leases;
+		*policy_refused, *expired, *expired_refused, *rearmed, *dumps_deferred,
+		*refused_afresh;
+	int64_t *g_peers, *g_awaiting, *g_leases, *g_dump_ms;
 	uint64_t *shadow[3];           /* install, present, remove (shadow mode) */
 };
 
@@ -122,6 +133,13 @@ void wge_restore_add(struct wge_op *op, struct peer *p);
 void wge_send_op(struct wge *e, struct wge_op *op);
 
 /* wgengine_dump.c */
+/* At create: the dumps' counters; at close: their timer. */
+void wge_dump_init(struct wge *e);
+void wge_dump_fini(struct wge *e);
+/* Hand op to the backend (every set goes through here: installs first). */
+void wge_set(struct wge *e, struct wge_op *op);
+/* A set is done: a deferred dump may start. */
+void wge_set_done(struct wge *e);
 /* Remember what a dump (or the read at start) says of p. */
 void wge_seen(struct peer *p, const struct wggwd_peer_state *ps);
 void wge_arm_poll(struct wge *e);

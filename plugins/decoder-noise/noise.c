@@ -605,8 +605,13 @@ static void cache_bind(struct noise_ss_cache *c,
 {
 	if (c->bound && !memcmp(c->owner, r->public_key, NOISE_KEY_LEN))
 		return;
-	sodium_memzero(c->e, (size_t)c->capacity * sizeof(*c->e));
-	memset(c->buckets, 0xff, ((size_t)c->mask + 1) * sizeof(*c->buckets));
+	/* the first binding finds the table as new made it (calloc'd
+	 * entries, empty buckets): wiping it would only make the whole
+	 * table resident at once (5 MB at the default size) */
+	if (c->bound || c->size) {
+		sodium_memzero(c->e, (size_t)c->capacity * sizeof(*c->e));
+		memset(c->buckets, 0xff, ((size_t)c->mask + 1) * sizeof(*c->buckets));
+	}
 	c->size = 0;
 	c->head = c->tail = NIL;
 	memcpy(c->owner, r->public_key, NOISE_KEY_LEN);

@@ -26,6 +26,13 @@
  * Which peers are ours, and since when, the installer's dump says (origin,
  * installed_ns); this keeps only activity. Removals go through the pipeline
  * (host->retire); a removal item that reaches process() ends the tracking.
+ *
+ * A sweep reads every peer of the interface, and while it does, the
+ * installer's sets wait (wireguard-go serialises its IPC): so sweeps take
+ * at most `duty_cycle` percent of the time. `interval` is the least time
+ * between two sweeps; on a large interface it stretches to the sweep's
+ * cost (the dump and the judging, the lesser of the last two) times
+ * 100 / duty_cycle; the gauge sweep_interval_ms says which is in use.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -39,6 +46,7 @@ struct conf {
 	int64_t idle_ms;
 	int64_t grace_ms;
 	int64_t max_peers;
+	int64_t duty_cycle;
 	bool all_peers;
 	bool evict_live;
 };
@@ -48,7 +56,11 @@ struct conf {
 
 static const struct wggwd_opt opts[] = {
 	{ .name = "interval", .type = WGGWD_OPT_DURATION, .def = "10s", .min = 10, .max = 3600000,
-	  .offset = offsetof(struct conf, interval_ms), .help = "how often the interface's peers are checked" },
+	  .offset = offsetof(struct conf, interval_ms),
+	  .help = "how often the interface's peers are checked, at most (see duty_cycle)" },
+	{ .name = "duty_cycle", .type = WGGWD_OPT_INT, .def = "1", .min = 1, .max = 100,
+	  .offset = offsetof(struct conf, duty_cycle),
+	  .help = "at most this percentage of the time goes to sweeping: while the interface is read, installs wait for it (wireguard-go serialises its requests), so on a large interface the time between sweeps stretches to their cost times 100/duty_cycle (1: a sweep of 100 ms every 10 s); the gauge sweep_interval_ms is the one in use" },
 	{ .name = "idle", .type = WGGWD_OPT_DURATION, .def = "3m", .min = 1000, .max = 86400000LL * 30,
 	  .offset = offsetof(struct conf, idle_ms),
 	  .help = "remove a peer with no handshake and no received traffic for this long, once its session cannot carry data any more (its last handshake is 180 s old: REJECT_AFTER_TIME; see evict_live). Under 3m is warned about at start" },
@@ -86,10 +98,12 @@ struct ctx {
 	struct wgt t;
 	uint32_t sweep;
 	uint64_t sweep_ns;      /* when the last sweep began */
+	uint64_t ask_ns;        /* when its dump was asked for */
+	uint64_t cost_ns;       /* the last sweep's cost (dump and judging) */
 	bool sweeping, stopping;
 	uint64_t *evicted_idle, *evicted_never, *evicted_budget, *evicted_live, *sweeps,
 		*sweep_errors;
-	int64_t *tracked, *idle_live;
+	int64_t *tracked, *idle_live, *interval;
 };
 
 static struct entry *track(struct ctx *c, const uint8_t *key, uint64_t now)
@@ -221,18 +235,47 @@ static uint32_t judge(struct ctx *c, const struct wggwd_peer_state *p, uint64_t 
 	return WGGWD_R_NONE;
 }
 
+/* The next sweep: `interval` after this one was asked for, or, on a large
+ * interface, 100/duty_cycle times its cost (the lesser of the last two:
+ * one that waited behind installs does not stretch it alone). */
+static void schedule(struct ctx *c)
+{
+	uint64_t now = c->host->now_ns(), cost = now - c->ask_ns, ms, spent;
+
+	if (c->cost_ns && c->cost_ns < cost)
+		cost = c->cost_ns;
+	c->cost_ns = now - c->ask_ns;
+	ms = cost / 1000000 * 100 / (uint64_t)c->conf->duty_cycle;
+	if (ms < (uint64_t)c->conf->interval_ms)
+		ms = c->conf->interval_ms;
+	*c->interval = (int64_t)ms;
+	spent = (now - c->ask_ns) / 1000000;
+	c->host->timer_start(c->timer, ms > spent ? ms - spent : 0, 0);
+}
+
+static void sweep(struct ctx *c, int status, const struct wggwd_peer_state *peers, size_t n,
+		  size_t stride);
+
 static void on_dump(void *arg, int status, const struct wggwd_peer_state *peers, size_t n,
 		    size_t stride)
 {
 	struct ctx *c = arg;
+
+	c->sweeping = false;
+	if (c->stopping)
+		return;
+	sweep(c, status, peers, n, stride);
+	schedule(c);
+}
+
+static void sweep(struct ctx *c, int status, const struct wggwd_peer_state *peers, size_t n,
+		  size_t stride)
+{
 	const struct conf *cf = c->conf;
 	int64_t now_real_ms = c->host->realtime_ns() / 1000000;
 	struct victim *keep = NULL;
 	size_t i, nkeep = 0, nvict, nlive = 0, nidle = 0;
 
-	c->sweeping = false;
-	if (c->stopping)
-		return;
 	if (status) {
 		(*c->sweep_errors)++;
 		c->host->log(c->self, WGGWD_LOG_WARN, "cannot read the interface's peers: %s",
@@ -286,9 +329,11 @@ static void on_tick(void *arg)
 	if (c->sweeping || c->stopping)
 		return; /* the last sweep is still on its way */
 	c->sweeping = true;
+	c->ask_ns = c->host->now_ns();
 	if (ins->ops->dump(ins->ctx, on_dump, c)) {
 		(*c->sweep_errors)++;
 		c->sweeping = false;
+		schedule(c);
 	}
 }
 
@@ -314,6 +359,7 @@ static int ei_create(const struct wggwd_host *host, struct wggwd_inst *self,
 	c->sweep_errors = host->counter(self, "sweep_errors");
 	c->tracked = host->gauge(self, "tracked_peers");
 	c->idle_live = host->gauge(self, "idle_live");
+	c->interval = host->gauge(self, "sweep_interval_ms");
 	*ctxp = c;
 	return 0;
 }
@@ -335,7 +381,8 @@ static int ei_start(void *ctx)
 			     "idle %.1f s is under 3 minutes: a peer idle that long is kept while its session is live (last handshake under 180 s ago), so it goes 180 s after its last handshake at the earliest",
 			     c->conf->idle_ms / 1000.0);
 	c->timer = c->host->timer_new(c->self, on_tick, c);
-	c->host->timer_start(c->timer, c->conf->interval_ms, c->conf->interval_ms);
+	*c->interval = c->conf->interval_ms;
+	c->host->timer_start(c->timer, c->conf->interval_ms, 0); /* then schedule() */
 	return 0;
 }
 

@@ -107,13 +107,24 @@ static void finish_dump(struct ctx *c, struct req *r, int status, bool from_ifac
 	free(peers);
 }
 
+static bool batch_split(struct ctx *c, struct req *r);
+
 /* Deliver a request's outcome, once. `reply` is set when the status came
- * from the interface (errno=N), NULL for transport errors. */
+ * from the interface (errno=N), NULL for transport errors. A batch's
+ * outcome is each member's; a batch the interface refused is sent again
+ * one op at a time, so that the error reaches the op that caused it (the
+ * entries before it are set again: a set is idempotent). */
 static void req_finish(struct ctx *c, struct req *r, int status, const char *reply, size_t len)
 {
+	struct req *m, *ms;
+
 	if (r->finished)
 		return;
+	if (status && reply && r->members && batch_split(c, r))
+		return;
 	r->finished = true;
+	ms = r->members; /* detached first: the callbacks may queue and send more */
+	r->members = NULL;
 	if (!r->op) {
 		finish_dump(c, r, status, reply != NULL, reply, len);
 		return;
@@ -123,6 +134,13 @@ static void req_finish(struct ctx *c, struct req *r, int status, const char *rep
 	r->op->err = status;
 	wge_op_done(c->env, r->op);
 	r->op = NULL;
+	while ((m = ms)) { /* in the order they were sent */
+		ms = m->next;
+		m->finished = true;
+		m->op->err = status;
+		wge_op_done(c->env, m->op);
+		req_free(m);
+	}
 }
 
 static void fail_queue(struct ctx *c, int err)
@@ -415,6 +433,73 @@ static void on_rtimeout(uv_timer_t *t)
 	conn_fail(c, -ETIMEDOUT);
 }
 
+/* r (a batch the interface refused) as one request per op, queued first
+ * in the same order; r itself finishes without an outcome. False: no
+ * memory (then every member fails with r's status). */
+static bool batch_split(struct ctx *c, struct req *r)
+{
+	struct req *head = NULL, **tail = &head, *m, *n;
+	struct wge_op *op;
+
+	for (m = r; m; m = m == r ? r->members : m->next) {
+		op = m->op;
+		n = req_new(c, op);
+		if (n)
+			render(&n->text, op);
+		if (!n || n->text.oom) {
+			if (n)
+				req_free(n);
+			while ((n = head)) {
+				head = n->next;
+				req_free(n);
+			}
+			return false;
+		}
+		n->alone = true;
+		*tail = n;
+		tail = &n->next;
+	}
+	(*c->batch_splits)++;
+	*tail = c->q_head;
+	if (!c->q_head)
+		c->q_tail = tail;
+	c->q_head = head;
+	while ((m = r->members)) {
+		r->members = m->next;
+		req_free(m);
+	}
+	r->op = NULL;
+	r->finished = true;
+	return true;
+}
+
+/* The ops queued behind r (not dumps, not split ones), joined to its set
+ * up to BATCH_MAX_OPS and BATCH_MAX_BYTES. */
+static void batch_gather(struct ctx *c, struct req *r)
+{
+	struct req **mt = &r->members, *m;
+	size_t n = 1;
+
+	if (!r->op || r->alone)
+		return;
+	while ((m = c->q_head) && m->op && !m->alone && n < BATCH_MAX_OPS &&
+	       r->text.len + m->text.len <= BATCH_MAX_BYTES) {
+		render_join(&r->text, &m->text);
+		if (r->text.oom)
+			break; /* r->text is unusable: fail r alone, m stays queued */
+		c->q_head = m->next;
+		if (!c->q_head)
+			c->q_tail = &c->q_head;
+		sb_free(&m->text);
+		m->next = NULL;
+		*mt = m;
+		mt = &m->next;
+		n++;
+	}
+	if (n > 1)
+		(*c->batched)++;
+}
+
 /* Send the next request if the line is free; connect if need be. */
 static void kick(struct ctx *c)
 {
@@ -435,6 +520,13 @@ static void kick(struct ctx *c)
 	if (!c->q_head)
 		c->q_tail = &c->q_head;
 	r->next = NULL;
+	batch_gather(c, r);
+	if (r->text.oom) {
+		req_finish(c, r, -ENOMEM, NULL, 0);
+		req_free(r);
+		kick(c);
+		return;
+	}
 	c->inflight = r;
 	b = uv_buf_init(r->text.p, r->text.len);
 	r->writing = true;
@@ -560,6 +652,8 @@ static int uapi_create(const struct wge_env *env, const void *conf, void **b)
 	c->q_tail = &c->q_head;
 	c->uapi_errors = env->host->counter(env->self, "uapi_errors");
 	c->reconnects = env->host->counter(env->self, "reconnects");
+	c->batched = env->host->counter(env->self, "batched_sets");
+	c->batch_splits = env->host->counter(env->self, "batch_splits");
 	*b = c;
 	return 0;
 }

@@ -52,7 +52,14 @@ struct req {
 	bool finished;  /* its outcome was delivered */
 	struct sbuf text;
 	struct wge_op *op; /* NULL: a dump */
+	struct req *members; /* sent in this one's set, after its own op */
+	bool alone;          /* never batched (a batch that failed, split) */
 };
+
+/* A set carries the ops queued behind it (each its own request to the
+ * engine) up to these bounds: one round trip for many peers. */
+#define BATCH_MAX_OPS 256
+#define BATCH_MAX_BYTES (256u << 10)
 
 struct conn {
 	uv_pipe_t pipe;
@@ -80,6 +87,7 @@ struct ctx {
 	bool running, io_closed;
 
 	uint64_t *uapi_errors, *reconnects;
+	uint64_t *batched, *batch_splits; /* sets carrying several ops; refused ones split */
 };
 
 /* uapi_text.c */
@@ -91,6 +99,9 @@ int reply_status(const char *s, size_t len);
 int parse_get(const char *s, size_t len, struct wggwd_device *dev,
 	      struct wggwd_peer_state **peersp, size_t *np, const struct wge_env *fill);
 void render(struct sbuf *t, const struct wge_op *op);
+/* Append the entries of another rendered set to t (one rendered set, or a
+ * batch so far): one set of both. */
+void render_join(struct sbuf *t, const struct sbuf *more);
 int get_device_blocking(struct ctx *c, struct wggwd_device *dev, size_t *npeers);
 
 #endif

@@ -338,6 +338,21 @@ void render(struct sbuf *t, const struct wge_op *op)
 	sb_printf(t, "\n");
 }
 
+void render_join(struct sbuf *t, const struct sbuf *more)
+{
+	/* "set=1\n" ENTRIES "\n" + "set=1\n" MORE "\n" -> "set=1\n" ENTRIES MORE "\n" */
+	if (t->oom || more->oom || t->len < 7 || more->len < 7) {
+		t->oom = true;
+		return;
+	}
+	t->len--;
+	if (t->cap < t->len + more->len - 6 + 1 && sb_grow(t, more->len - 6))
+		return;
+	memcpy(t->p + t->len, more->p + 6, more->len - 6);
+	t->len += more->len - 6;
+	t->p[t->len] = 0;
+}
+
 /*
  * The only blocking I/O: one get, to learn the private key and the port
  * before the decoder asks for them.

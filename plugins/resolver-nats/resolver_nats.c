@@ -804,21 +804,6 @@ static int rn_start(void *ctx)
 	return 0;
 }
 
-static void on_nc_stopped(void *owner)
-{
-	struct ctx *c = owner;
-
-	c->host->stopped(c->self);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-	struct ctx *c = h->data;
-
-	c->timer_open = false;
-	nc_stop(c->nc, on_nc_stopped);
-}
-
 static void rn_stop(void *ctx)
 {
 	struct ctx *c = ctx;
@@ -849,8 +834,7 @@ static void rn_stop(void *ctx)
 			r->its[i]->reason = WGGWD_R_SHUTDOWN;
 		req_finish(c, r, WGGWD_ERROR);
 	}
-	uv_timer_stop(&c->timer);
-	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+	nc_stop_host(c->nc, &c->timer, &c->timer_open);
 }
 
 static void rn_destroy(void *ctx)

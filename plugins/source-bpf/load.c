@@ -19,7 +19,9 @@
  * installer completes by role inversion whatever its `completion` (the
  * collision retry stays), and arms it again for a peer that is installed
  * already (pushed ahead of time, or its client restarted). Below it, the
- * installer's completion (reinject: it cannot collide) is used.
+ * installer's completion (reinject: it cannot collide) is used. The rate is
+ * a guess at the interface's state; its cookie replies are the proof, and
+ * the cookie watch (cookie.c) acts on each one that answers a known client.
  */
 #include <string.h>
 

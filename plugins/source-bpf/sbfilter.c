@@ -29,6 +29,18 @@
  *                                      ld M[3]  (A again)
  *
  * Every jump is forward and short; each list ends with its own `ret #0`.
+ *
+ * With `cookies`, the cookie replies the interface sends (PROTOCOL.md (c):
+ * type 3, 64 bytes, from our port, to the client it answers) are let
+ * through too: a packet not to our port, or to it but neither an
+ * initiation nor (when watched) data, goes to a section before the lists
+ * that checks `udp src port P and udp[8] = 3 and udp[4:2] = 72` and then,
+ * last (the only non-packet load), that the kernel is sending it
+ * (SKF_AD_PKTTYPE == PACKET_OUTGOING): a copy of what this host sends,
+ * which an AF_PACKET socket bound with ETH_P_ALL sees. So the incoming
+ * path is unchanged (the initiation's instructions are the same), and an
+ * outgoing packet that is not a cookie reply costs two or three loads.
+ *
  * Scratch memory rather than packet loads in the entries: the kernel turns
  * each packet load into several eBPF instructions, and charges the program
  * to the socket's option memory (net.core.optmem_max: 20 KiB before Linux
@@ -38,6 +50,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <linux/if_packet.h>
 
 #include "sbfilter.h"
 
@@ -45,9 +58,19 @@ enum {
 	F_V6 = 14,
 	F_ACCEPT = 23,
 	F_DROP = 24,
-	F_JA4 = 25,             /* ja to the IPv4 list */
+	F_JA4 = 25,             /* ja to the IPv4 list (without cookies) */
 	F_JA6 = 26,             /* ja to the IPv6 list */
 	F_HEAD = 27,
+	/* with cookies: this section, then the two ja, then the lists */
+	F_T4 = 25,              /* not an initiation: a cookie reply?    */
+	F_T6 = 26,
+	F_C4 = 27,              /* from our port, type 3, 64 bytes       */
+	F_C6 = 33,
+	F_OUT = 39,             /* sent by this host                     */
+	F_CACCEPT = 41,
+	F_CDROP = 42,
+	F_CJA4 = 43,
+	F_CHEAD = 45,
 };
 #define J(op, k, t, f, pc) BPF_JUMP(BPF_JMP | (op) | BPF_K, (k), (t) - (pc) - 1, (f) - (pc) - 1)
 #define DATA_WORD 0x04000000u   /* type 4, reserved 0, as `ld` reads it */
@@ -55,8 +78,9 @@ enum {
 
 size_t sbf_size(size_t n)
 {
-	/* the head, the lists' headers and rets, 11 an entry at most */
-	return F_HEAD + 11 + 17 + 11 * n;
+	/* the head (with the cookie section), the lists' headers and rets,
+	 * 11 an entry at most */
+	return F_CHEAD + 11 + 17 + 11 * n;
 }
 
 static void put(struct sock_filter *f, size_t *pc, uint16_t code, uint32_t k,
@@ -136,18 +160,50 @@ static size_t list6(struct sock_filter *f, size_t pc, const union wggwd_sockaddr
 	return pc;
 }
 
-size_t sbf_build(struct sock_filter *f, uint16_t port, const union wggwd_sockaddr *eps,
-		 size_t n)
+/* The cookie section (F_T4 to F_CDROP): a type-3 reply of 64 bytes from
+ * `port`, sent by this host. */
+static void cookie_section(struct sock_filter *f, uint16_t port, unsigned w4, unsigned w6)
+{
+	const struct sock_filter sec[F_CJA4 - F_T4] = {
+		/* 25 */ J(BPF_JEQ, 3, F_C4, w4, F_T4),                /* A: the type */
+		/* 26 */ J(BPF_JEQ, 3, F_C6, w6, F_T6),
+		/* 27 */ BPF_STMT(BPF_LD | BPF_H | BPF_IND, 0),        /* src port */
+		/* 28 */ J(BPF_JEQ, port, 29, F_CDROP, 28),
+		/* 29 */ BPF_STMT(BPF_LD | BPF_B | BPF_IND, 8),        /* type */
+		/* 30 */ J(BPF_JEQ, 3, 31, F_CDROP, 30),
+		/* 31 */ BPF_STMT(BPF_LD | BPF_H | BPF_IND, 4),        /* UDP length */
+		/* 32 */ J(BPF_JEQ, SBF_COOKIE_LEN + 8, F_OUT, F_CDROP, 32),
+		/* 33 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 40),       /* src port */
+		/* 34 */ J(BPF_JEQ, port, 35, F_CDROP, 34),
+		/* 35 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 48),       /* type */
+		/* 36 */ J(BPF_JEQ, 3, 37, F_CDROP, 36),
+		/* 37 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 44),       /* UDP length */
+		/* 38 */ J(BPF_JEQ, SBF_COOKIE_LEN + 8, F_OUT, F_CDROP, 38),
+		/* 39 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_PKTTYPE),
+		/* 40 */ J(BPF_JEQ, PACKET_OUTGOING, F_CACCEPT, F_CDROP, 40),
+		/* 41 */ BPF_STMT(BPF_RET | BPF_K, SBF_SNAP),
+		/* 42 */ BPF_STMT(BPF_RET | BPF_K, 0),
+	};
+
+	memcpy(f + F_T4, sec, sizeof(sec));
+}
+
+size_t sbf_build(struct sock_filter *f, uint16_t port, bool cookies,
+		 const union wggwd_sockaddr *eps, size_t n)
 {
 	size_t i, n4 = 0, n6 = 0, pc;
-	unsigned t4, t6;
+	unsigned t4, t6, c4, c6, ja4, ja6;
 
 	for (i = 0; i < n; i++) {
 		n4 += eps[i].sa.sa_family == AF_INET;
 		n6 += eps[i].sa.sa_family == AF_INET6;
 	}
-	t4 = n4 ? F_JA4 : F_DROP;
-	t6 = n6 ? F_JA6 : F_DROP;
+	ja4 = cookies ? F_CJA4 : F_JA4;
+	ja6 = ja4 + 1;
+	c4 = cookies ? F_C4 : F_DROP;
+	c6 = cookies ? F_C6 : F_DROP;
+	t4 = cookies ? F_T4 : n4 ? F_JA4 : F_DROP;
+	t6 = cookies ? F_T6 : n6 ? F_JA6 : F_DROP;
 	const struct sock_filter head[F_JA4] = {
 		/* 0 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),
 		/* 1 */ BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf0),
@@ -159,7 +215,7 @@ size_t sbf_build(struct sock_filter *f, uint16_t port, const union wggwd_sockadd
 		/* 6 */ J(BPF_JSET, 0x1fff, F_DROP, 7, 6),              /* not first */
 		/* 7 */ BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),         /* X = IHL */
 		/* 8 */ BPF_STMT(BPF_LD | BPF_H | BPF_IND, 2),          /* dst port */
-		/* 9 */ J(BPF_JEQ, port, 10, F_DROP, 9),
+		/* 9 */ J(BPF_JEQ, port, 10, c4, 9),
 		/* 10 */ BPF_STMT(BPF_LD | BPF_B | BPF_IND, 8),         /* type */
 		/* 11 */ J(BPF_JEQ, 1, 12, t4, 11),
 		/* 12 */ BPF_STMT(BPF_LD | BPF_H | BPF_IND, 4),         /* UDP length */
@@ -169,7 +225,7 @@ size_t sbf_build(struct sock_filter *f, uint16_t port, const union wggwd_sockadd
 		/* 15 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 6),         /* next header */
 		/* 16 */ J(BPF_JEQ, IPPROTO_UDP, 17, F_DROP, 16),
 		/* 17 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 42),        /* dst port */
-		/* 18 */ J(BPF_JEQ, port, 19, F_DROP, 18),
+		/* 18 */ J(BPF_JEQ, port, 19, c6, 18),
 		/* 19 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 48),        /* type */
 		/* 20 */ J(BPF_JEQ, 1, 21, t6, 20),
 		/* 21 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 44),        /* UDP length */
@@ -179,17 +235,19 @@ size_t sbf_build(struct sock_filter *f, uint16_t port, const union wggwd_sockadd
 	};
 
 	memcpy(f, head, sizeof(head));
+	if (cookies)
+		cookie_section(f, port, n4 ? ja4 : F_CDROP, n6 ? ja6 : F_CDROP);
 	if (!n4 && !n6)
-		return F_JA4;
-	pc = F_HEAD;
-	f[F_JA4] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
-	f[F_JA6] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
+		return ja4;
+	pc = ja4 + 2;
+	f[ja4] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
+	f[ja6] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
 	if (n4) {
-		f[F_JA4] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, pc - F_JA4 - 1, 0, 0);
+		f[ja4] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, pc - ja4 - 1, 0, 0);
 		pc = list4(f, pc, eps, n);
 	}
 	if (n6) {
-		f[F_JA6] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, pc - F_JA6 - 1, 0, 0);
+		f[ja6] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, pc - ja6 - 1, 0, 0);
 		pc = list6(f, pc, eps, n);
 	}
 	return pc;

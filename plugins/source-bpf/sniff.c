@@ -47,10 +47,12 @@ int attach_filter(int fd, struct sock_filter *f, size_t n)
 /*
  * The IP/UDP headers of a packet as the network-layer view shows it
  * (core/decode.c udp_payload, adapted). Everything the filter checked is
- * checked again, and the lengths are not taken on trust.
+ * checked again, and the lengths are not taken on trust. `out`: one this
+ * host sends, from our port (else one to it).
  */
-static int parse(const uint8_t *p, size_t len, uint16_t port, union wggwd_sockaddr *src,
-		 union wggwd_sockaddr *dst, const uint8_t **payload, size_t *plen)
+static int parse(const uint8_t *p, size_t len, uint16_t port, bool out,
+		 union wggwd_sockaddr *src, union wggwd_sockaddr *dst,
+		 const uint8_t **payload, size_t *plen)
 {
 	size_t off, ihl, tot, caught = len;
 	struct udphdr uh;
@@ -106,7 +108,7 @@ static int parse(const uint8_t *p, size_t len, uint16_t port, union wggwd_sockad
 			return -EINVAL;
 		ulen = len - off;
 	}
-	if (ntohs(uh.dest) != port)
+	if (ntohs(out ? uh.source : uh.dest) != port)
 		return -EINVAL;
 	if (src->sa.sa_family == AF_INET) {
 		src->in4.sin_port = uh.source;
@@ -201,7 +203,7 @@ int open_sniffer(struct ctx *c)
 			     "SO_TIMESTAMPNS: %s; receive times are taken when read", strerror(errno));
 
 	/* the filter first, then bind: nothing unfiltered is ever queued */
-	filter_log(c, c->prog, sbf_build(c->prog, c->port, NULL, 0));
+	filter_log(c, c->prog, sbf_build(c->prog, c->port, c->conf->cookie_watch, NULL, 0));
 	ret = filter_apply(c);
 	if (ret) {
 		c->host->log(c->self, WGGWD_LOG_ERROR, "SO_ATTACH_FILTER: %s", strerror(-ret));
@@ -303,15 +305,17 @@ static void handle_packet(struct ctx *c, struct mmsghdr *mm, uint64_t now)
 	const uint8_t *payload;
 	struct wggwd_item *it;
 	size_t plen;
+	bool out;
 
 	(*c->received)++;
-	if (sll->sll_pkttype == PACKET_OUTGOING) {
+	out = sll->sll_pkttype == PACKET_OUTGOING;
+	if (out && !c->knocks) {
 		(*c->drop_outgoing)++;
 		return;
 	}
-	if (parse(mm->msg_hdr.msg_iov->iov_base, mm->msg_len, c->port, &src, &dst,
+	if (parse(mm->msg_hdr.msg_iov->iov_base, mm->msg_len, c->port, out, &src, &dst,
 		  &payload, &plen)) {
-		(*c->drop_parse)++;
+		(*(out ? c->drop_outgoing : c->drop_parse))++;
 		return;
 	}
 	if (src.sa.sa_family == AF_INET6) {
@@ -320,6 +324,14 @@ static void handle_packet(struct ctx *c, struct mmsghdr *mm, uint64_t now)
 			src.in6.sin6_scope_id = sll->sll_ifindex;
 		if (IN6_IS_ADDR_LINKLOCAL(&dst.in6.sin6_addr))
 			dst.in6.sin6_scope_id = sll->sll_ifindex;
+	}
+	if (out) { /* only a cookie reply is of interest (cookie.c) */
+		if (plen == SBF_COOKIE_LEN && payload[0] == 3)
+			cookie_sent(c, &dst, payload, c->host->now_ns(),
+				    rx_time(&mm->msg_hdr, now));
+		else
+			(*c->drop_outgoing)++;
+		return;
 	}
 	if (plen && payload[0] == 4) { /* only watched endpoints get here */
 		watch_hit(c, &src, &dst, sll->sll_ifindex, payload, plen,

@@ -12,7 +12,9 @@
  * UDP socket and sees every packet as usual.
  *
  * The parts (source_bpf.h): sniff.c reads, reinject.c re-sends, watch.c
- * brings returning clients back, load.c measures the initiation rate.
+ * brings returning clients back, load.c measures the initiation rate,
+ * cookie.c installs afresh the clients the interface answered with a
+ * cookie reply (it also lets through the cookie replies this host sends).
  *
  * Counters: received (read from the socket: everything the filter let
  * through), emitted, drop_outgoing (copies of what this host sent),
@@ -26,7 +28,12 @@
  * second of the key's last return); gauge watch_entries (endpoints in the
  * filter now); inverted_under_load (initiations emitted with
  * WGGWD_ITEM_INVERT because of the rate), gauges initiation_rate (the last
- * second's) and under_load (0/1).
+ * second's) and under_load (0/1); cookie_replies (cookie replies the
+ * interface sent, seen on the uplink), cookie_reinstalls (items for known
+ * clients so answered: installed afresh), cookie_limited (not: the
+ * per-client limit), cookie_failed (those items that did not end
+ * installed). drop_outgoing counts every other packet this host sent that
+ * the filter let through.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -63,8 +70,47 @@ static const struct wggwd_opt opts[] = {
 	{ .name = "invert_hold", .type = WGGWD_OPT_DURATION, .def = "2s", .min = 0, .max = 600000,
 	  .offset = offsetof(struct conf, invert_hold_ms),
 	  .help = "how long after the rate falls below invert_above inversion goes on (WireGuard stays under load 1 s after its queue drains)" },
+	{ .name = "cookie_watch", .type = WGGWD_OPT_BOOL, .def = "true",
+	  .offset = offsetof(struct conf, cookie_watch),
+	  .help = "watch the cookie replies the interface sends (it is under load): when one answers a knock whose key the pipeline let in moments ago, that client holds a cookie now, and its peer is installed afresh at once (the gateway initiates, and the client's answer carries a valid mac2), whether it was installed already (its client restarted, a pushed peer) or not, instead of the client waiting 5 s or the installer's collision retry. At most 3 times in 5 s a client; knocks of unknown keys are never remembered. The filter then also lets through the cookie replies sent from the port (64 bytes each)" },
 	WGGWD_OPT_END
 };
+
+/*
+ * Emit an item for a key known already (the core skips the decoder; there
+ * is no initiation to re-send): a returning client's data packet (watch.c),
+ * a knock the interface answered with a cookie (cookie.c). `pkt`: what the
+ * item keeps of the packet that caused it. 0: emitted (done will see it);
+ * <0: not (done will not).
+ */
+int emit_known(struct ctx *c, const uint8_t *key, uint32_t flags, const uint8_t *pkt,
+	       size_t len, const union wggwd_sockaddr *src, const union wggwd_sockaddr *dst,
+	       unsigned ifindex, uint64_t rx_realtime_ns)
+{
+	struct wggwd_item *it = c->host->item_new(c->self);
+	int ret;
+
+	if (!it)
+		return -ENOMEM;
+	ret = c->host->item_pkt(c->self, it, pkt, len);
+	if (ret) {
+		c->host->item_free(c->self, it);
+		return ret;
+	}
+	it->type = WGGWD_MSG_PKT | WGGWD_MSG_PEER_KEY;
+	it->flags = flags;
+	it->transport = WGGWD_TR_UDP;
+	it->src = *src;
+	it->dst = *dst;
+	it->endpoint = *src;
+	it->ifindex = ifindex;
+	it->rx_realtime_ns = rx_realtime_ns;
+	memcpy(it->public_key, key, WGGWD_KEY_LEN);
+	ret = c->host->emit(c->self, it); /* else refused (stopping) and freed */
+	if (!ret)
+		(*c->emitted)++;
+	return ret;
+}
 
 /*
  * Items finish after the source has stopped too (the core stops sources
@@ -77,6 +123,10 @@ static void sb_done(void *ctx, struct wggwd_item *it, int verdict)
 	char from[64], to[64];
 	int ret;
 
+	if (it->flags & WGGWD_ITEM_REFUSED) { /* the cookie watch's */
+		cookie_item_done(c, it, verdict);
+		return;
+	}
 	/* a returning client's (its data packet's header), not an
 	 * initiation inverted under load */
 	if ((it->flags & WGGWD_ITEM_INVERT) && it->pkt_len && it->pkt[0] == 4) {
@@ -91,7 +141,15 @@ static void sb_done(void *ctx, struct wggwd_item *it, int verdict)
 			filter_dirty(c);
 		}
 	}
-	if (verdict != WGGWD_CONTINUE || !(it->flags & WGGWD_ITEM_REINJECT))
+	if (verdict != WGGWD_CONTINUE)
+		return;
+	/* a knock of a key the pipeline let in, which the interface may have
+	 * answered with a cookie: then it is installed afresh, not re-sent */
+	if (c->knocks && it->op == WGGWD_OP_ADD && it->pkt_len == SBF_INIT_LEN &&
+	    it->pkt[0] == 1 && (it->type & WGGWD_MSG_PEER_KEY) && !wg_key_is_zero(it->public_key) &&
+	    cookie_knock_done(c, it, it->public_key))
+		return;
+	if (!(it->flags & WGGWD_ITEM_REINJECT))
 		return;
 	if (!c->conf->reinject) {
 		c->host->log(c->self, WGGWD_LOG_DEBUG, "the installer asked for a re-send; reinject is off");
@@ -140,6 +198,10 @@ static int sb_create(const struct wggwd_host *host, struct wggwd_inst *self,
 	c->inverted_under_load = host->counter(self, "inverted_under_load");
 	c->g_rate = host->gauge(self, "initiation_rate");
 	c->g_under_load = host->gauge(self, "under_load");
+	c->cookie_replies = host->counter(self, "cookie_replies");
+	c->cookie_reinstalls = host->counter(self, "cookie_reinstalls");
+	c->cookie_limited = host->counter(self, "cookie_limited");
+	c->cookie_failed = host->counter(self, "cookie_failed");
 	if (wgt_init(&c->watch, host, sizeof(struct watch))) {
 		free(c);
 		return -ENOMEM;
@@ -179,7 +241,7 @@ static int sb_start(void *ctx)
 	c->armed = calloc(c->conf->watch_max, sizeof(*c->armed));
 	c->eps = calloc(c->conf->watch_max, sizeof(*c->eps));
 	c->prog = calloc(sbf_size(c->conf->watch_max), sizeof(*c->prog));
-	if (!c->armed || !c->eps || !c->prog) {
+	if (!c->armed || !c->eps || !c->prog || cookie_open(c)) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -209,10 +271,11 @@ static int sb_start(void *ctx)
 	if (c->conf->watch_returning)
 		c->regen = c->host->timer_new(c->self, on_regen, c);
 	c->host->log(c->self, WGGWD_LOG_INFO,
-		     "sniffing initiations to port %u on %s (ifindex %u), IPv4 and IPv6; re-send %s; returning clients %s",
+		     "sniffing initiations to port %u on %s (ifindex %u), IPv4 and IPv6; re-send %s; returning clients %s; cookie replies %s",
 		     c->port, c->conf->interface, c->ifindex,
 		     !c->conf->reinject ? "off" : c->raw6 >= 0 ? "on" : "on (IPv4 only)",
-		     c->conf->watch_returning ? "watched" : "not watched");
+		     c->conf->watch_returning ? "watched" : "not watched",
+		     c->conf->cookie_watch ? "watched" : "not watched");
 	return 0;
 out:
 	if (!c->poll_init)
@@ -260,6 +323,7 @@ static void sb_destroy(void *ctx)
 	free(c->armed);
 	free(c->eps);
 	free(c->prog);
+	cookie_free(c);
 	wgt_free(&c->watch);
 	free(c);
 }

@@ -7,6 +7,8 @@
  *   watch.c       returning clients: ops.removed, the watch table, the
  *                 filter's regeneration
  *   load.c        the initiation rate (invert_above)
+ *   cookie.c      the cookie watch: knocks the interface answered with a
+ *                 cookie reply, installed afresh (cookie_watch)
  *   reinject.c    re-sending held initiations through raw IP sockets
  *   sbfilter.c    the classic BPF program; preflight.c `wggwd check`
  */
@@ -34,6 +36,10 @@
 #define RETURN_PKT 32           /* what a returning item keeps: the data header */
 #define LOAD_SLOTS 10           /* the initiation rate: over 10 slots ...  */
 #define LOAD_SLOT_NS 100000000ull /* ... of 100 ms: the last second       */
+#define KNOCK_SLOTS 1024        /* cookie watch: recent knocks, by endpoint */
+#define COOKIE_SLOTS 8192       /* ... cookie replies, by endpoint       */
+#define KNOCK_TTL_NS 5000000000ull /* a knock is answered within this      */
+#define REFUSED_MAX 3           /* afresh installs a client, a KNOCK_TTL  */
 
 struct conf {
 	char *interface;
@@ -45,6 +51,26 @@ struct conf {
 	int64_t watch_max;
 	int64_t invert_above;
 	int64_t invert_hold_ms;
+	bool cookie_watch;
+};
+
+/* A knock of a key the pipeline let in (cookie.c); rx_ns 0: empty. */
+struct knock {
+	union wggwd_sockaddr ep, dst;
+	unsigned ifindex;
+	uint8_t key[WGGWD_KEY_LEN];
+	uint64_t rx_ns;         /* the knock's WGGWD_T_RX (now_ns scale)  */
+	uint64_t window_ns;     /* the rate limit: since, and how many    */
+	uint8_t fired;
+	bool answered;          /* a reply with receiver index `last` made
+	                         * its afresh install already            */
+	uint32_t last;
+};
+
+/* A cookie reply seen (cookie.c); tag: the endpoint's hash (0: empty). */
+struct cookie_seen {
+	uint64_t tag, ns, real_ns;
+	uint32_t index;         /* its receiver index (wire order)        */
 };
 
 struct ctx {
@@ -82,6 +108,10 @@ struct ctx {
 	struct sock_filter *prog; /* scratch: sbf_size(watch_max) */
 	uint64_t *watched, *returning, *return_failed, *watch_expired, *watch_full, *watch_late;
 	int64_t *watch_entries;
+	/* the cookie watch (NULL: off) */
+	struct knock *knocks;   /* KNOCK_SLOTS */
+	struct cookie_seen *cookies; /* COOKIE_SLOTS */
+	uint64_t *cookie_replies, *cookie_reinstalls, *cookie_limited, *cookie_failed;
 };
 
 enum watch_state {
@@ -100,6 +130,11 @@ struct watch {
 
 /* For what the outside can cause, or what repeats: rate-limited. */
 #define log_limited(c, level, ...) (c)->host->log_limited((c)->self, (level), __VA_ARGS__)
+
+/* source_bpf.c */
+int emit_known(struct ctx *c, const uint8_t *key, uint32_t flags, const uint8_t *pkt,
+	       size_t len, const union wggwd_sockaddr *src, const union wggwd_sockaddr *dst,
+	       unsigned ifindex, uint64_t rx_realtime_ns);
 
 /* sniff.c */
 int attach_filter(int fd, struct sock_filter *f, size_t n);
@@ -124,6 +159,14 @@ bool watch_expire(void *arg, struct wgt_ent *h);
 /* load.c */
 bool load_note(struct ctx *c, uint64_t mono);
 void load_tick(struct ctx *c);
+
+/* cookie.c */
+int cookie_open(struct ctx *c);
+void cookie_free(struct ctx *c);
+void cookie_sent(struct ctx *c, const union wggwd_sockaddr *to, const uint8_t *payload,
+		 uint64_t now, uint64_t real_ns);
+bool cookie_knock_done(struct ctx *c, const struct wggwd_item *it, const uint8_t *key);
+void cookie_item_done(struct ctx *c, const struct wggwd_item *it, int verdict);
 
 /* reinject.c */
 int open_reinject(struct ctx *c);

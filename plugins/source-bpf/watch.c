@@ -74,13 +74,14 @@ int filter_apply(struct ctx *c)
 	for (;;) {
 		for (i = 0; i < n; i++)
 			c->eps[i] = c->armed[i]->ep;
-		len = sbf_build(c->prog, c->port, c->eps, n);
+		len = sbf_build(c->prog, c->port, c->conf->cookie_watch, c->eps, n);
 		ret = attach_filter(c->fd, c->prog, len);
 		if (ret != -ENOMEM || !n)
 			break;
 		if (!bare) {
 			bare = true;
-			if (!attach_filter(c->fd, c->prog, sbf_build(c->prog, c->port, NULL, 0)))
+			if (!attach_filter(c->fd, c->prog,
+					  sbf_build(c->prog, c->port, c->conf->cookie_watch, NULL, 0)))
 				continue; /* the old one is released: again */
 		}
 		c->fit = n;
@@ -218,7 +219,6 @@ void watch_hit(struct ctx *c, const union wggwd_sockaddr *src,
 {
 	uint64_t now = c->host->now_ns();
 	char b64[WG_KEY_B64_LEN], ep[64];
-	struct wggwd_item *it;
 	struct watch *w;
 
 	w = watch_by_ep(c, src);
@@ -226,35 +226,21 @@ void watch_hit(struct ctx *c, const union wggwd_sockaddr *src,
 		(*c->watch_late)++;
 		return;
 	}
-	it = c->host->item_new(c->self);
-	if (!it)
-		return;
-	if (c->host->item_pkt(c->self, it, payload, plen < RETURN_PKT ? plen : RETURN_PKT)) {
-		c->host->item_free(c->self, it);
-		return;
-	}
-	/* the key is known: no decoder; no initiation to re-send */
-	it->type = WGGWD_MSG_PKT | WGGWD_MSG_PEER_KEY;
-	it->flags = WGGWD_ITEM_INVERT;
-	it->transport = WGGWD_TR_UDP;
-	it->src = *src;
-	it->dst = *dst;
-	it->endpoint = *src;
-	it->ifindex = ifindex;
-	it->rx_realtime_ns = rx_ns;
-	memcpy(it->public_key, w->h.key, WGGWD_KEY_LEN);
+	/* before the emit: its done may come from within */
 	w->state = W_INFLIGHT;
-	w->not_before_ns = now + RETURN_GAP_NS;
-	filter_dirty(c);
 	wg_key_to_b64(b64, w->h.key);
 	wg_sockaddr_str(src, ep, sizeof(ep));
+	if (emit_known(c, w->h.key, WGGWD_ITEM_INVERT, payload, plen < RETURN_PKT ? plen : RETURN_PKT,
+		       src, dst, ifindex, rx_ns)) {
+		w->state = W_ARMED; /* its next packet tries again */
+		return;
+	}
+	w->not_before_ns = now + RETURN_GAP_NS;
+	filter_dirty(c);
+	(*c->returning)++;
 	c->host->log(c->self, WGGWD_LOG_INFO,
 		     "returning: %s at %s sent data on its live session; re-installing it, the gateway initiates",
 		     b64, ep);
-	if (!c->host->emit(c->self, it)) {
-		(*c->emitted)++;
-		(*c->returning)++;
-	}
 }
 
 /* Worth watching again after a failure: the pipeline may say yes later. */

@@ -27,6 +27,8 @@ struct sn_conf {
 	int64_t nak_delay_ms;
 	int64_t max_deliver;
 	int64_t heartbeat_ms;
+	int64_t api_timeout_ms;
+	bool failover_read;
 	int64_t drain_timeout_ms;
 	int64_t max_allowed_ips;
 	struct wggwd_list allowed_prefixes;

@@ -54,8 +54,10 @@
  *
  * Counters: received, emitted, acked, naked, terminated, stale, poison
  * (and poison_<why> per kind), refused (the pipeline dropped it), busy,
- * redelivered, replies, keys_forgotten; gauges in_flight, keys. Connection counters: see
- * plugins/common/natsconn.c.
+ * redelivered, replies, keys_forgotten; gauges in_flight, keys. Failover
+ * (see "consumer check" and "failover" below): rebinds, consumer_checks,
+ * consumer_check_failures, failover_reads, read_directly,
+ * direct_get_failures. Connection counters: see plugins/common/natsconn.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -124,6 +126,17 @@ struct ctx {
 	bool timer_open;
 	bool work_busy, resubscribe;
 	int sub_failures;
+	char *bound_stream;      /* the stream and deliver subject of the bound */
+	char *deliver;           /* consumer (for the heartbeat check) */
+	uint64_t *c_rebinds, *c_checks, *c_check_failures;
+	/* failover_read: the stream read directly while the consumer has no
+	 * leader (see "failover" below) */
+	struct wggwd_timer *bridge_timer;
+	bool bridge_on, bridge_busy;
+	uint64_t cons_seq;       /* the newest stream sequence the consumer gave us */
+	uint64_t bridge_next;    /* the next one to read directly */
+	uint64_t bridge_seq;     /* on_msg: the message was read directly */
+	uint64_t *c_failovers, *c_bridged, *c_bridge_failures;
 	bool stopping, closing, drain_expired, conn_closed;
 	uint64_t *c[C_MAX];
 	uint64_t *poison[P_MAX];
@@ -264,8 +277,12 @@ static void reply_json(struct ctx *c, struct pmsg *pm, const char *error)
 	(*c->c[C_REPLIES])++;
 }
 
+/* A message read directly (failover_read) has no reply subject: the
+ * consumer redelivers it later, and that copy is settled. */
 static void ack(struct ctx *c, struct pmsg *pm)
 {
+	if (!pm->reply[0])
+		return;
 	(*c->c[C_ACKED])++;
 	if (c->conf->mode == MODE_REQUEST)
 		reply_json(c, pm, NULL);
@@ -277,6 +294,8 @@ static void nak(struct ctx *c, struct pmsg *pm, int64_t delay_ms, const char *wh
 {
 	char buf[64];
 
+	if (!pm->reply[0])
+		return;
 	(*c->c[C_NAKED])++;
 	if (c->conf->mode == MODE_REQUEST) {
 		reply_json(c, pm, why);
@@ -293,6 +312,8 @@ static void nak(struct ctx *c, struct pmsg *pm, int64_t delay_ms, const char *wh
 
 static void term(struct ctx *c, struct pmsg *pm, const char *why)
 {
+	if (!pm->reply[0])
+		return;
 	(*c->c[C_TERMINATED])++;
 	if (c->conf->mode == MODE_REQUEST)
 		reply_json(c, pm, why);
@@ -366,6 +387,8 @@ static void kick(struct ctx *c, struct keyst *ks)
 		key_idle(c, ks); /* may free ks */
 }
 
+static void consumer_delivered(struct ctx *c, uint64_t seq);
+
 static void on_msg(void *owner, natsMsg *m)
 {
 	struct ctx *c = owner;
@@ -378,7 +401,10 @@ static void on_msg(void *owner, natsMsg *m)
 	int why;
 
 	(*c->c[C_RECEIVED])++;
-	if (c->conf->mode == MODE_JETSTREAM) {
+	if (c->conf->mode == MODE_JETSTREAM && c->bridge_seq) {
+		seq = c->bridge_seq; /* read from the stream directly: no ACK subject */
+		reply = NULL;
+	} else if (c->conf->mode == MODE_JETSTREAM) {
 		if (!reply || !sn_ack_subject_parse(reply, &seq, &delivered)) {
 			warn_limited(c, "a message on %s is not from a JetStream consumer; ignored",
 				     natsMsg_GetSubject(m));
@@ -386,6 +412,7 @@ static void on_msg(void *owner, natsMsg *m)
 		}
 		if (delivered > 1)
 			(*c->c[C_REDELIVERED])++;
+		consumer_delivered(c, seq);
 	} else if (!reply) {
 		warn_limited(c, "a message on %s has no reply subject; ignored (request mode)",
 			     natsMsg_GetSubject(m));
@@ -510,6 +537,8 @@ struct subwork {
 	natsSubscription *sub;
 	natsStatus st;
 	jsErrCode jerr;
+	char *stream;
+	uint64_t delivered;      /* the consumer's last delivered stream sequence */
 	char err[256];
 };
 
@@ -524,9 +553,10 @@ static void subscribe_work(void *arg)
 	jsCtx *js = NULL;
 	jsOptions jo;
 	jsSubOptions so;
+	jsConsumerInfo *ci = NULL;
 
 	jsOptions_Init(&jo);
-	jo.Wait = 5000;
+	jo.Wait = cf->api_timeout_ms;
 	w->st = natsConnection_JetStream(&js, nc_conn(c->nc), &jo);
 	if (w->st != NATS_OK)
 		goto out;
@@ -549,6 +579,13 @@ static void subscribe_work(void *arg)
 		nc_sub_track(c->nc, w->sub);
 		/* the SUB on the deliver subject has reached the server */
 		natsConnection_FlushTimeout(nc_conn(c->nc), jo.Wait);
+		/* which stream it is on, for consumer_check (not fatal) */
+		if (natsSubscription_GetConsumerInfo(&ci, w->sub, &jo, NULL) == NATS_OK &&
+		    ci->Stream)
+			w->stream = strdup(ci->Stream);
+		if (ci)
+			w->delivered = ci->Delivered.Stream;
+		jsConsumerInfo_Destroy(ci);
 	}
 out:
 	if (w->st != NATS_OK)
@@ -560,6 +597,7 @@ static void subscribe_after(void *arg, int status)
 {
 	struct subwork *w = arg;
 	struct ctx *c = w->c;
+	const char *ds;
 
 	c->work_busy = false;
 	if (status == 0 && w->st == NATS_OK) {
@@ -567,6 +605,14 @@ static void subscribe_after(void *arg, int status)
 			natsSubscription_Destroy(w->sub);
 		} else {
 			c->sub = w->sub;
+			free(c->bound_stream);
+			free(c->deliver);
+			c->bound_stream = w->stream;
+			if (w->delivered > c->cons_seq)
+				c->cons_seq = w->delivered;
+			w->stream = NULL;
+			ds = natsSubscription_GetSubject(w->sub);
+			c->deliver = ds ? strdup(ds) : NULL;
 			c->host->log(c->self, WGGWD_LOG_INFO,
 				     "consuming %s as durable %s (max %lld in flight, ack wait %lld ms)",
 				     c->conf->subject, c->conf->durable,
@@ -583,6 +629,7 @@ static void subscribe_after(void *arg, int status)
 		c->sub_failures++;
 		subscribe_retry(c);
 	}
+	free(w->stream);
 	free(w);
 	if (c->stopping)
 		check_stop(c);
@@ -704,17 +751,64 @@ static void on_connected(void *owner)
 	subscribe(owner);
 }
 
-static void on_async_error(void *owner, natsStatus s, bool missed_heartbeat)
-{
-	struct ctx *c = owner;
+/* --------------------------------------------------- consumer check */
 
-	(void)s;
-	if (!missed_heartbeat || c->conf->mode != MODE_JETSTREAM || !c->sub)
-		return;
-	/* the server lost the consumer (or we lost the server): bind again;
-	 * Destroy, not Unsubscribe, keeps the durable */
-	c->host->log(c->self, WGGWD_LOG_WARN, "consumer heartbeats missed: binding %s again",
-		     c->conf->durable);
+/*
+ * Missed heartbeats mean that the consumer's leader is gone (a node died,
+ * its raft group elects another: the server's election timeout, seconds)
+ * or that the consumer itself is (deleted, its stream recreated). Only the
+ * second needs a new binding: the push consumer's next leader delivers to
+ * the same deliver subject, and destroying our subscription there would
+ * only add the JetStream API round trips (each waiting api_timeout while
+ * there is no leader) to the server's failover. So ask, off the loop,
+ * with api_timeout; bind again only when the server says the consumer is
+ * not there or no longer delivers to us.
+ */
+struct checkwork {
+	struct ctx *c;
+	natsStatus st;
+	jsErrCode jerr;
+	bool gone;
+	char err[256];
+};
+
+static void consumer_check_work(void *arg)
+{
+	struct checkwork *w = arg;
+	struct ctx *c = w->c;
+	jsConsumerInfo *ci = NULL;
+	jsCtx *js = NULL;
+	jsOptions jo;
+
+	jsOptions_Init(&jo);
+	jo.Wait = c->conf->api_timeout_ms;
+	w->st = natsConnection_JetStream(&js, nc_conn(c->nc), &jo);
+	if (w->st == NATS_OK)
+		w->st = js_GetConsumerInfo(&ci, js, c->bound_stream, c->conf->durable, &jo,
+					   &w->jerr);
+	if (w->st == NATS_OK)
+		w->gone = !ci->Config || !ci->Config->DeliverSubject ||
+			  strcmp(ci->Config->DeliverSubject, c->deliver);
+	else if (w->jerr == JSConsumerNotFoundErr || w->jerr == JSStreamNotFoundErr)
+		w->gone = true;
+	if (w->st != NATS_OK)
+		snprintf(w->err, sizeof(w->err), "%s", nc_err(w->st));
+	jsConsumerInfo_Destroy(ci);
+	jsCtx_Destroy(js);
+}
+
+static void bridge_stop(struct ctx *c, const char *why);
+
+static void rebind(struct ctx *c, const char *why)
+{
+	c->host->log(c->self, WGGWD_LOG_WARN, "consumer %s: %s: binding it again",
+		     c->conf->durable, why);
+	(*c->c_rebinds)++;
+	/* a new consumer: its position is learnt at the binding */
+	bridge_stop(c, "rebinding");
+	c->cons_seq = 0;
+	c->bridge_next = 0;
+	/* Destroy, not Unsubscribe, keeps the durable */
 	natsSubscription_Destroy(c->sub);
 	c->sub = NULL;
 	c->resubscribe = true;
@@ -722,9 +816,253 @@ static void on_async_error(void *owner, natsStatus s, bool missed_heartbeat)
 		subscribe(c);
 }
 
+static void consumer_check_after(void *arg, int status)
+{
+	struct checkwork *w = arg;
+	struct ctx *c = w->c;
+
+	c->work_busy = false;
+	if (c->stopping) {
+		free(w);
+		check_stop(c);
+		return;
+	}
+	if (!status && w->gone && c->sub) {
+		rebind(c, w->st == NATS_OK ? "it no longer delivers to this subscription"
+					   : "the server does not know it");
+	} else if (status || w->st != NATS_OK) {
+		(*c->c_check_failures)++;
+		c->host->log_limited(c->self, WGGWD_LOG_INFO,
+				     "consumer %s: no answer (%s): its leader is being elected; keeping the subscription",
+				     c->conf->durable, status ? uv_strerror(status) : w->err);
+	} else if (c->bridge_on) {
+		bridge_stop(c, "the consumer answers again");
+	}
+	free(w);
+	if (c->resubscribe && !c->sub && !c->work_busy)
+		subscribe(c);
+}
+
+/* Ask about the consumer (one at a time, never beside a binding). */
+static void consumer_check(struct ctx *c)
+{
+	struct checkwork *w;
+
+	if (c->conf->mode != MODE_JETSTREAM || !c->sub || c->stopping || c->work_busy)
+		return; /* a check or a binding is under way; asked again later */
+	(*c->c_checks)++;
+	if (!c->bound_stream || !c->deliver) {
+		rebind(c, "heartbeats missed");
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return;
+	w->c = c;
+	if (c->host->queue_work(c->self, consumer_check_work, consumer_check_after, w)) {
+		free(w);
+		return;
+	}
+	c->work_busy = true;
+}
+
+/* ------------------------------------------------------------- failover */
+
+/*
+ * failover_read. When the node that leads the consumer dies, nats-server
+ * elects another leader after its raft election timeout (4-9 s in 2.9,
+ * not configurable): until then nothing is delivered. The stream's
+ * replicas still hold every message, and with the stream's allow_direct
+ * any of them answers a direct get, leader or not. So, from a reconnect
+ * (the node we were on died: it may have led the consumer) or missed
+ * heartbeats, until the consumer answers again (consumer_check) or
+ * delivers what we have read, the stream is read from after the newest
+ * sequence the consumer gave us, on the consumer's subject, and each
+ * message goes down the pipeline as if delivered, without an ACK subject.
+ * The consumer redelivers them once it has a leader: their version (or
+ * stream sequence) is then not newer than the one applied, so they are
+ * ACKed as stale. What the consumer delivered and we never got (lost in
+ * flight) is not read here: it comes back after ack_wait, as before.
+ */
+#define BRIDGE_BATCH 64
+#define BRIDGE_POLL_MS 50
+#define BRIDGE_WAIT_MS 250 /* one direct get; any live replica answers in ms */
+
+struct bridgework {
+	struct ctx *c;
+	char *stream;
+	uint64_t next;
+	int64_t wait_ms;
+	natsMsg *msgs[BRIDGE_BATCH];
+	int n, max;
+	natsStatus st; /* of the last get: NATS_NOT_FOUND is "caught up" */
+	char err[256];
+};
+
+/* thread pool */
+static void bridge_work(void *arg)
+{
+	struct bridgework *w = arg;
+	struct ctx *c = w->c;
+	jsDirectGetMsgOptions dg;
+	jsCtx *js = NULL;
+	jsOptions jo;
+	natsMsg *m;
+	uint64_t seq;
+
+	jsOptions_Init(&jo);
+	jo.Wait = w->wait_ms;
+	w->st = natsConnection_JetStream(&js, nc_conn(c->nc), &jo);
+	while (w->st == NATS_OK && w->n < w->max) {
+		m = NULL;
+		jsDirectGetMsgOptions_Init(&dg);
+		dg.Sequence = w->next;
+		dg.NextBySubject = c->conf->subject;
+		w->st = js_DirectGetMsg(&m, js, w->stream, &jo, &dg);
+		if (w->st != NATS_OK)
+			break;
+		seq = natsMsg_GetSequence(m);
+		if (seq < w->next || seq == UINT64_MAX) { /* never backwards */
+			snprintf(w->err, sizeof(w->err), "answered sequence %llu for %llu",
+				 (unsigned long long)seq, (unsigned long long)w->next);
+			nc_msg_free(m);
+			w->st = NATS_PROTOCOL_ERROR;
+			break;
+		}
+		w->msgs[w->n++] = m;
+		w->next = seq + 1;
+	}
+	if (w->st != NATS_OK && w->st != NATS_NOT_FOUND && !w->err[0])
+		snprintf(w->err, sizeof(w->err), "%s", nc_err(w->st));
+	jsCtx_Destroy(js);
+}
+
+static void bridge_after(void *arg, int status)
+{
+	struct bridgework *w = arg;
+	struct ctx *c = w->c;
+	/* more to read, or a request lost to a node that hangs: at once */
+	bool again = w->n == w->max || w->st == NATS_TIMEOUT;
+	uint64_t seq;
+	int i;
+
+	c->bridge_busy = false;
+	for (i = 0; i < w->n; i++) {
+		seq = natsMsg_GetSequence(w->msgs[i]);
+		if (c->stopping || seq < c->bridge_next || seq <= c->cons_seq) {
+			nc_msg_free(w->msgs[i]); /* the consumer has given it to us */
+			continue;
+		}
+		c->bridge_next = seq + 1;
+		(*c->c_bridged)++;
+		c->bridge_seq = seq;
+		on_msg(c, w->msgs[i]); /* frees it */
+		c->bridge_seq = 0;
+	}
+	if (!status && w->st == NATS_NO_RESPONDERS && c->bridge_on) {
+		(*c->c_bridge_failures)++;
+		bridge_stop(c, "the stream answers no direct gets (its allow_direct is off)");
+	} else if (status || (w->st != NATS_OK && w->st != NATS_NOT_FOUND)) {
+		(*c->c_bridge_failures)++;
+		c->host->log_limited(c->self, WGGWD_LOG_INFO, "failover_read: direct get from %s: %s",
+				     w->stream, status ? uv_strerror(status) : w->err);
+	}
+	free(w->stream);
+	free(w);
+	if (c->stopping) {
+		check_stop(c);
+		return;
+	}
+	if (c->bridge_on)
+		c->host->timer_start(c->bridge_timer, again ? 0 : BRIDGE_POLL_MS, 0);
+}
+
+/* the bridge timer: read the next batch, and ask whether the consumer is back */
+static void bridge_poll(void *arg)
+{
+	struct ctx *c = arg;
+	int64_t room = c->conf->max_in_flight - (int64_t)c->n_live;
+	struct bridgework *w;
+
+	if (!c->bridge_on || c->bridge_busy || c->stopping)
+		return;
+	consumer_check(c);
+	/* no more in flight than the consumer would give us */
+	if (room <= 0 || !(w = calloc(1, sizeof(*w)))) {
+		c->host->timer_start(c->bridge_timer, BRIDGE_POLL_MS, 0);
+		return;
+	}
+	w->c = c;
+	w->next = c->bridge_next;
+	w->max = room < BRIDGE_BATCH ? (int)room : BRIDGE_BATCH;
+	w->wait_ms = c->conf->api_timeout_ms < BRIDGE_WAIT_MS ? c->conf->api_timeout_ms :
+							       BRIDGE_WAIT_MS;
+	w->stream = strdup(c->bound_stream);
+	if (!w->stream || c->host->queue_work(c->self, bridge_work, bridge_after, w)) {
+		free(w->stream);
+		free(w);
+		c->host->timer_start(c->bridge_timer, BRIDGE_POLL_MS, 0);
+		return;
+	}
+	c->bridge_busy = true;
+}
+
+static void bridge_start(struct ctx *c, const char *why)
+{
+	if (!c->conf->failover_read || c->conf->mode != MODE_JETSTREAM || c->stopping ||
+	    !c->sub || !c->bound_stream || !c->bridge_timer || c->bridge_on)
+		return;
+	c->bridge_on = true;
+	if (c->bridge_next <= c->cons_seq)
+		c->bridge_next = c->cons_seq + 1;
+	(*c->c_failovers)++;
+	c->host->log(c->self, WGGWD_LOG_INFO,
+		     "consumer %s: %s: reading stream %s directly from sequence %llu until the consumer answers",
+		     c->conf->durable, why, c->bound_stream, (unsigned long long)c->bridge_next);
+	bridge_poll(c);
+}
+
+static void bridge_stop(struct ctx *c, const char *why)
+{
+	if (!c->bridge_on)
+		return;
+	c->bridge_on = false;
+	c->host->timer_stop(c->bridge_timer);
+	c->host->log(c->self, WGGWD_LOG_INFO,
+		     "consumer %s: %s: direct reads stop (read up to sequence %llu)",
+		     c->conf->durable, why, (unsigned long long)c->bridge_next - 1);
+}
+
+/* on_msg: a message from the consumer with this stream sequence */
+static void consumer_delivered(struct ctx *c, uint64_t seq)
+{
+	if (seq > c->cons_seq)
+		c->cons_seq = seq;
+	if (c->bridge_on && seq + 1 >= c->bridge_next)
+		bridge_stop(c, "the consumer delivers again");
+}
+
+static void on_reconnected(void *owner)
+{
+	/* the node we were on died or left: it may have led the consumer */
+	bridge_start(owner, "reconnected");
+}
+
+static void on_async_error(void *owner, natsStatus s, bool missed_heartbeat)
+{
+	struct ctx *c = owner;
+
+	(void)s;
+	if (!missed_heartbeat || c->conf->mode != MODE_JETSTREAM || !c->sub || c->stopping)
+		return;
+	bridge_start(c, "heartbeats missed");
+	consumer_check(c);
+}
+
 static const struct nc_handlers handlers = {
 	.connected = on_connected,
 	.msg = on_msg,
+	.reconnected = on_reconnected,
 	.async_error = on_async_error,
 };
 
@@ -755,6 +1093,12 @@ static int sn_create(const struct wggwd_host *host, struct wggwd_inst *self,
 		c->poison[i] = host->counter(self, name);
 	}
 	c->in_flight = host->gauge(self, "in_flight");
+	c->c_rebinds = host->counter(self, "rebinds");
+	c->c_checks = host->counter(self, "consumer_checks");
+	c->c_check_failures = host->counter(self, "consumer_check_failures");
+	c->c_failovers = host->counter(self, "failover_reads");
+	c->c_bridged = host->counter(self, "read_directly");
+	c->c_bridge_failures = host->counter(self, "direct_get_failures");
 	c->g_keys = host->gauge(self, "keys");
 	c->pol.host = host;
 	c->pol.self = self;
@@ -823,6 +1167,11 @@ static int sn_start(void *ctx)
 	if (c->pol.any_prefix)
 		c->host->log(c->self, WGGWD_LOG_INFO,
 			     "allowed_prefixes: [any]: pushed allowed IPs are not checked");
+	if (cf->mode == MODE_JETSTREAM && cf->failover_read) {
+		c->bridge_timer = c->host->timer_new(c->self, bridge_poll, c);
+		if (!c->bridge_timer)
+			return -ENOMEM;
+	}
 	/* the timer first: the connect (on the thread pool) may come back at once */
 	uv_timer_init(c->host->loop, &c->timer);
 	c->timer.data = c;
@@ -831,36 +1180,23 @@ static int sn_start(void *ctx)
 	if (ret) {
 		c->timer_open = false;
 		uv_close((uv_handle_t *)&c->timer, NULL);
+		if (c->bridge_timer)
+			c->host->timer_free(c->bridge_timer);
+		c->bridge_timer = NULL;
 		return ret;
 	}
 	return 0;
 }
 
-static void on_nc_stopped(void *owner)
-{
-	struct ctx *c = owner;
-
-	c->host->stopped(c->self);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-	struct ctx *c = h->data;
-
-	c->timer_open = false;
-	c->conn_closed = true;
-	nc_stop(c->nc, on_nc_stopped);
-}
-
 static void check_stop(struct ctx *c)
 {
-	if (!c->stopping || c->closing || c->work_busy)
+	if (!c->stopping || c->closing || c->work_busy || c->bridge_busy)
 		return;
 	if (c->n_emitted && !c->drain_expired)
 		return;
 	c->closing = true;
-	uv_timer_stop(&c->timer);
-	uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+	c->conn_closed = true; /* nothing is published from here on */
+	nc_stop_host(c->nc, &c->timer, &c->timer_open);
 }
 
 static void sn_stop(void *ctx)
@@ -870,6 +1206,10 @@ static void sn_stop(void *ctx)
 	size_t i;
 
 	c->stopping = true;
+	c->bridge_on = false;
+	if (c->bridge_timer)
+		c->host->timer_free(c->bridge_timer);
+	c->bridge_timer = NULL;
 	/* Destroy, not Unsubscribe: cnats deletes a consumer it created on
 	 * an explicit unsubscribe, and the durable must stay */
 	if (c->sub) {
@@ -908,6 +1248,8 @@ static void sn_destroy(void *ctx)
 	while (c->live)
 		pmsg_free(c->live);
 	nc_destroy(c->nc);
+	free(c->bound_stream);
+	free(c->deliver);
 	for (i = 0; i < KEY_BUCKETS; i++)
 		for (ks = c->keys[i]; ks; ks = kn) {
 			kn = ks->next;

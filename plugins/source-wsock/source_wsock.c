@@ -289,6 +289,24 @@ static void ws_destroy(void *ctx)
 	free(c);
 }
 
+/* /readyz: listening, and room for another connection (a load balancer
+ * in front then sends new clients to another gateway while this one is
+ * full). */
+static int ws_status(void *ctx, char *buf, size_t len)
+{
+	struct ctx *c = ctx;
+
+	if (c->stopping)
+		snprintf(buf, len, "stopping");
+	else if (!c->listening)
+		snprintf(buf, len, "not listening");
+	else if (c->n_conns >= (unsigned)c->conf->max_conns)
+		snprintf(buf, len, "full: %u connections (max_conns)", c->n_conns);
+	else
+		return 0;
+	return 1;
+}
+
 const char *ws_preflight(void *ctx, const char **option, char *buf, size_t len); /* preflight.c */
 
 static const struct wggwd_ops ops = {
@@ -299,6 +317,7 @@ static const struct wggwd_ops ops = {
 	.destroy = ws_destroy,
 	.done = ws_done,
 	.preflight = ws_preflight,
+	.status = ws_status,
 };
 
 WGGWD_PLUGIN_DEFINE(

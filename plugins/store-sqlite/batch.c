@@ -88,7 +88,8 @@ void batch_added(struct ctx *c)
  * time. Only this connection writes, so the snapshot is never stale. */
 void batch_read(struct ctx *c)
 {
-	if (c->reading || !sqlite3_get_autocommit(c->db))
+	/* a truncation waits for every reader: statement-long reads then */
+	if (c->reading || c->wal_truncate || !sqlite3_get_autocommit(c->db))
 		return;
 	if (row_step(c, c->st[S_BEGIN_READ]))
 		return;
@@ -263,10 +264,11 @@ static int apply_bounds(struct ctx *c, int64_t now)
  * all of it; under a steady stream of forced commits (a flood fills the
  * batch faster than a background checkpoint runs) none ever does, and the
  * WAL would grow by a commit's pages each time (gigabytes in seconds). Past
- * WAL_MAX_PAGES the loop checkpoints it itself, blocking (TRUNCATE: the
- * file goes back to 0 bytes), after a background checkpoint under way
- * ends (the reconcile scan's reads are statement-long): backpressure, a
- * stall instead of a full disk.
+ * WAL_MAX_PAGES writes wait while the thread pool truncates it (TRUNCATE:
+ * the file goes back to 0 bytes; wal_defer()). Only a write that cannot
+ * wait (the batch pool is full, or stopping) checkpoints on the loop,
+ * blocking, after a checkpoint under way ends: backpressure, a stall
+ * instead of a full disk (wal_stalls counts them).
  */
 static void wal_bound(struct ctx *c)
 {
@@ -284,7 +286,7 @@ static void wal_bound(struct ctx *c)
 	if (rc == SQLITE_OK) {
 		c->wal_pages = 0;
 		(*c->c[C_CHECKPOINTS])++;
-		c->host->log_limited(c->self, WGGWD_LOG_INFO,
+		c->host->log_limited(c->self, WGGWD_LOG_WARN,
 				     "the WAL reached %d pages: checkpointed on the loop (%llu ms)",
 				     WAL_MAX_PAGES,
 				     (unsigned long long)((c->host->now_ns() - t0) / 1000000));
@@ -293,6 +295,30 @@ static void wal_bound(struct ctx *c)
 				     "the WAL reached %d pages and could not be checkpointed: %s",
 				     WAL_MAX_PAGES, sqlite3_errmsg(c->db));
 	}
+}
+
+/* True: the WAL is past WAL_MAX_PAGES and the thread pool truncates it;
+ * write later (ckpt_after() commits the batch and flushes pushed peers).
+ * force: the write cannot wait, the loop checkpoints now (wal_bound). */
+bool wal_defer(struct ctx *c, bool force)
+{
+	if (c->wal_pages < WAL_MAX_PAGES)
+		return false;
+	if (!force && !c->stopping && c->wdb) {
+		if (!c->wal_truncate) {
+			c->wal_truncate = true;
+			c->wal_full_ns = c->host->now_ns();
+		}
+		if (c->reading) { /* a truncation waits for every reader */
+			row_step(c, c->st[S_COMMIT]);
+			c->reading = false;
+		}
+		worker_run(c); /* now, or after the job under way */
+		if (c->wal_truncate)
+			return true;
+	}
+	wal_bound(c);
+	return false;
 }
 
 /*
@@ -318,12 +344,12 @@ int batch_commit(struct ctx *c, bool force)
 	}
 	if (!c->pend_n && !c->n_victims && !c->expire_due)
 		return 0;
-	if (!force && c->ckpt_busy && c->pend_n < c->pend_cap) {
+	if ((!force && c->ckpt_busy && c->pend_n < c->pend_cap) ||
+	    wal_defer(c, force || c->pend_n >= c->pend_cap)) {
 		c->commit_deferred = true; /* ckpt_after() commits */
 		return 0;
 	}
 	c->commit_deferred = false;
-	wal_bound(c);
 	ret = row_step(c, c->st[S_BEGIN]);
 	if (!ret)
 		ret = apply_victims(c, now);
@@ -410,7 +436,8 @@ static void ckpt_work(void *arg)
 	struct ctx *c = arg;
 	int log, done;
 
-	c->ckpt_rc = sqlite3_wal_checkpoint_v2(c->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE,
+	c->ckpt_rc = sqlite3_wal_checkpoint_v2(c->wdb, NULL, c->ckpt_truncate ?
+					       SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
 					       &log, &done);
 }
 
@@ -423,9 +450,30 @@ static void ckpt_after(void *arg, int status)
 	if (!status && c->ckpt_rc == SQLITE_OK) {
 		(*c->c[C_CHECKPOINTS])++;
 		c->wal_pages = 0;
+		if (!c->ckpt_truncate)
+			c->wal_truncate = false; /* a passive one caught up first */
+	}
+	if (c->ckpt_truncate) {
+		c->ckpt_truncate = c->wal_truncate = false;
+		if (!status && c->ckpt_rc == SQLITE_OK) {
+			(*c->c[C_WAL_TRUNCATED])++;
+			c->host->log_limited(c->self, WGGWD_LOG_INFO,
+					     "the WAL reached %d pages: truncated on the thread pool; writes waited %llu ms",
+					     WAL_MAX_PAGES, (unsigned long long)
+					     ((c->host->now_ns() - c->wal_full_ns) / 1000000));
+		} else {
+			/* the next write asks again, or checkpoints on the loop */
+			(*c->c[C_WRITE_ERRORS])++;
+			c->host->log_limited(c->self, WGGWD_LOG_WARN,
+					     "the WAL reached %d pages and the thread pool could not truncate it: %s",
+					     WAL_MAX_PAGES, status ? strerror(-status) :
+					     sqlite3_errstr(c->ckpt_rc));
+		}
 	}
 	if (c->commit_deferred && c->db)
 		batch_commit(c, false);
+	if (c->push_n && c->db && !c->stopping)
+		push_flush(c);
 	if (c->stopping) {
 		schema_close_worker(c);
 		schema_close_lock(c);
@@ -458,7 +506,8 @@ void worker_run(struct ctx *c)
 	}
 	if (c->wal_pages >= CHECKPOINT_PAGES) {
 		c->worker_busy = c->ckpt_busy = true;
+		c->ckpt_truncate = c->wal_truncate;
 		if (c->host->queue_work(c->self, ckpt_work, ckpt_after, c))
-			c->worker_busy = c->ckpt_busy = false;
+			c->worker_busy = c->ckpt_busy = c->ckpt_truncate = c->wal_truncate = false;
 	}
 }

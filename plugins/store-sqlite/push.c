@@ -140,8 +140,8 @@ void push_flush(void *arg)
 	int *v, ret;
 
 	c->push_armed = false;
-	if (!n)
-		return;
+	if (!n || wal_defer(c, false))
+		return; /* ckpt_after() flushes them */
 	c->push_q = NULL;
 	c->push_n = c->push_cap = 0;
 	v = calloc(n, sizeof(*v));

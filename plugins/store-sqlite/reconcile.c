@@ -230,6 +230,8 @@ static void rc_after(void *arg, int status)
 		if (c->stopping) {
 			schema_close_worker(c);
 			schema_close_lock(c);
+		} else {
+			worker_run(c); /* a WAL truncation may be waiting (wal_defer) */
 		}
 		return;
 	}

@@ -141,7 +141,7 @@ enum {
 	C_READ_ERRORS, C_PURGED, C_NEG_SAVED, C_CHECKPOINTS, C_FORGOTTEN, C_KEPT,
 	C_EVICTED, C_WAL_STALLS, C_REVALIDATIONS, C_REVOKED, C_UNVERIFIED, C_LEASE_EXPIRED,
 	C_RESTORED_LIVE, C_LIVE_SAVED, C_RC_REFUSED, C_REASSERTED, C_LAZY_RETIRED,
-	C_LAZY_UPDATED, C_MAX
+	C_LAZY_UPDATED, C_WAL_TRUNCATED, C_MAX
 };
 
 struct keyvec {
@@ -200,6 +200,9 @@ struct ctx {
 	int64_t dump_ms;         /* when the last dump was asked for */
 	unsigned wal_pages;
 	int ckpt_rc;             /* written by the job, read in its after() */
+	bool ckpt_truncate;      /* the job under way truncates (wal_defer) */
+	bool wal_truncate;       /* past WAL_MAX_PAGES: writes wait for it */
+	uint64_t wal_full_ns;    /* since when */
 	enum { RC_NONE, RC_WAITING, RC_RUNNING, RC_INJECTING } rc_state;
 	struct reconcile *rc;    /* being computed, or being injected */
 	size_t inject_at;
@@ -286,6 +289,7 @@ int batch_commit(struct ctx *c, bool force);
 void batch_on_timer(void *arg);
 void batch_on_sweep(void *arg);
 int batch_wal_hook(void *arg, sqlite3 *db, const char *name, int pages);
+bool wal_defer(struct ctx *c, bool force);
 void worker_run(struct ctx *c);
 
 /* cache.c */

@@ -22,7 +22,8 @@
  * (max_negative, max_rate_rows, max_timestamps: the oldest rows are
  * evicted in the commit that goes over), their dead rows are found
  * through an index on their time and deleted as fast as they die, and the
- * WAL is checkpointed on the loop once it reaches 64 MiB (batch.c).
+ * WAL is truncated on the thread pool once it reaches 64 MiB, writes waiting
+ * meanwhile (batch.c).
  *
  * What is installed is not the store's business: the installer engine
  * owns it. The store's role in each pipeline comes from `link`:
@@ -104,9 +105,9 @@ static const struct wggwd_opt opts[] = {
 	{ .name = "lock_timeout", .type = WGGWD_OPT_DURATION, .def = "2s", .min = 0, .max = 60000,
 	  .offset = offsetof(struct conf, lock_timeout_ms),
 	  .help = "how long start waits for a database that another process holds locked before failing" },
-	{ .name = "cache_size", .type = WGGWD_OPT_SIZE, .def = "8MiB", .min = 256 * 1024,
+	{ .name = "cache_size", .type = WGGWD_OPT_SIZE, .def = "4MiB", .min = 256 * 1024,
 	  .max = 1LL << 30, .offset = offsetof(struct conf, cache_size),
-	  .help = "SQLite page cache of the loop's connection (most of the store's memory)" },
+	  .help = "SQLite page cache of the loop's connection (most of the store's memory; it fills up under a flood of fresh keys, whose lookups write rows; the rest of the file is read through the kernel's page cache)" },
 	{ .name = "tombstone_ttl", .type = WGGWD_OPT_DURATION, .def = "24h", .min = 0, .max = 365 * DAY_MS,
 	  .offset = offsetof(struct conf, tombstone_ttl_ms),
 	  .help = "how long a pushed removal is remembered (with its version, so that an older add delivered late is refused as stale)" },
@@ -140,7 +141,7 @@ static const char *const counter_names[C_MAX] = {
 	"removed", "commits", "read_errors", "purged", "negative_saved", "checkpoints",
 	"forgotten", "kept", "evicted", "wal_stalls", "revalidations", "revoked", "unverified",
 	"lease_expired", "restored_live", "live_saved", "reconcile_refused",
-	"reconcile_reasserted", "lazy_retired", "lazy_updated",
+	"reconcile_reasserted", "lazy_retired", "lazy_updated", "wal_truncated",
 };
 
 /* What this store did with an item, in its slot (host->slot): static
@@ -341,10 +342,10 @@ static void ss_stop(void *ctx)
 {
 	struct ctx *c = ctx;
 
+	c->stopping = true; /* the writes below do not wait (wal_defer) */
 	if (c->push_n)
 		push_flush(c);
 	batch_commit(c, true);
-	c->stopping = true;
 	c->host->timer_free(c->commit_timer);
 	c->host->timer_free(c->push_timer);
 	c->host->timer_free(c->sweep_timer);

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import wgnet  # noqa: E402
 from tap import WGGWD, Daemon, done, ok, skip, wait_until  # noqa: E402
 
-CHECKS = 20
+CHECKS = 21
 why = wgnet.missing()
 if why:
     for i in range(CHECKS):
@@ -169,6 +169,15 @@ with wgnet.Net("ctl") as net:
     ms = knock(net, stranger, topo)
     ok(ms is not None and stranger.pub in net.wg_show_dump(topo.gw_ns, topo.gw_if)["peers"],
        f"the next knock installs without waiting for negative_ttl ({ms} ms)", d.output())
+
+    def timeline():  # the install's time points, once its first handshake is seen
+        o = ctl("why", stranger.pub, json_out=True)[1] or {}
+        t = (o.get("outcomes") or [{}])[0].get("timeline", {})
+        return t if "handshake_ms" in t else None
+    t = wait_until(timeline, 5, 0.2)
+    ok(t and 0 <= t["decoded_ms"] <= t["resolved_ms"] <= t["installed_ms"] <= t["handshake_ms"] < 5000
+       and 0 <= t.get("read_ms", -1) <= t["handshake_ms"],
+       "ctl why: the install's timeline, read, decoded <= resolved <= installed <= first handshake", t)
 
     # ------------------------------------------------------- lookup, evict
     rc, o, err = ctl("lookup", known.pub, json_out=True)

@@ -41,6 +41,8 @@ CHECKS = [
     "fake dumps: idle with its last handshake 10 s old: kept (idle_live 1)",
     "fake dumps, max_peers 1: the dead session goes before the live one, though more recently active (counted, not as live)",
     "idle 3m and more: no warning at start",
+    "installs first: a sweep asked for while an install is on its way waits (wg.dumps_deferred), and a removal queued after it goes before its dump",
+    "duty_cycle 10: a sweep that costs 200 ms stretches the interval (100ms) to at least 2 s (idle.sweep_interval_ms)",
 ]
 
 why = wgnet.missing()
@@ -191,11 +193,16 @@ class FakeUapi:
     them in gets with the handshake age (s) that `state` says, and rx bytes
     that grow at each get if it says so."""
 
-    def __init__(self, path):
+    def __init__(self, path, hold=None, get_delay=0.0):
+        """hold: the reply to the first set naming this key (hex) waits
+        for self.release; get_delay: seconds before each get's reply"""
         self.path = path
         self.state = {}        # key hex -> (handshake age s or None, rx grows)
         self.gets = 0
         self.peers = []        # key hex, in install order
+        self.requests = []     # every request, in order
+        self.hold, self.held, self.get_delay = hold, None, get_delay
+        self.release = threading.Event()
         self.srv = socket.socket(socket.AF_UNIX)
         self.srv.bind(path)
         self.srv.listen(16)
@@ -235,18 +242,25 @@ class FakeUapi:
                     buf += chunk
                 req, buf = buf.split(b"\n\n", 1)
                 req = req.decode()
+                self.requests.append(req)
                 if req == "get=1":
+                    time.sleep(self.get_delay)
                     s.sendall(self.get_reply())
                     continue
+                if self.hold and self.held is None and f"public_key={self.hold}" in req:
+                    self.held = len(self.requests) - 1
+                    self.release.wait(10)
+                # a set may name several peers (the installer batches)
                 key = None
-                for line in req.split("\n"):
+                for line in req.split("\n") + ["public_key=end"]:
                     if line.startswith("public_key="):
+                        if key and key not in self.peers:
+                            self.peers.append(key)
                         key = line.split("=", 1)[1]
-                    elif line == "remove=true" and key in self.peers:
-                        self.peers.remove(key)
+                    elif line == "remove=true":
+                        if key in self.peers:
+                            self.peers.remove(key)
                         key = None
-                if key and key not in self.peers:
-                    self.peers.append(key)
                 s.sendall(b"errno=0\n\n")
 
     def close(self):
@@ -326,9 +340,70 @@ def fake_checks():
         fake.close()
 
 
+def housekeeping_checks():
+    sockdir = f"{tmp}/sockh"
+    os.mkdir(sockdir, 0o700)
+    held, other = wgnet.genkey()[1], wgnet.genkey()[1]
+
+    # 1. the install of `held` waits on the fake; meanwhile the evictor
+    # asks for a dump (deferred), and the next round's removal of `other`
+    # is queued after that: it must still go before the dump
+    fake = FakeUapi(f"{sockdir}/ev2.sock", hold=hexkey(held))
+    src = f"""
+  src:
+    plugin: source-keys
+    options:
+      keys: [{held}]
+      retire: [{other}]
+      endpoint: 192.0.2.7:40000
+      interval: 300ms"""
+    try:
+        cfg, stats = config("fake-first", src, [(held, "10.9.0.2/32")],
+                            {"interface": "ev2", "socket_dir": sockdir, "completion": "none",
+                             "timeout": "5s"},
+                            {"interval": "10ms"})
+        d = daemon(cfg)
+        waited = wait_until(lambda: stat(stats, "src.retired") >= 2
+                            and stat(stats, "idle.sweeps") == 0, 4)
+        fake.release.set()
+        h = fake.held
+
+        def first_get():
+            return next((i for i, r in enumerate(fake.requests) if h is not None and i > h
+                         and r == "get=1"), None)
+        got = wait_until(lambda: first_get() is not None, 3)
+        g = first_get()
+        between = "".join(fake.requests[h:g]) if got else ""
+        removals = between.count(f"public_key={hexkey(other)}")
+        s = read_stats(stats)
+        ok(waited and got and removals >= 2 and s.get("wg.dumps_deferred", 0) >= 1,
+           CHECKS[11], (removals, s, fake.requests[:12], d.output()[-2000:]))
+        ok(d.stop() == 0, "exit 0", d.output()[-2000:])
+    finally:
+        fake.release.set()
+        fake.close()
+
+    # 2. every get takes 200 ms: the evictor's interval stretches
+    fake = FakeUapi(f"{sockdir}/ev3.sock", get_delay=0.2)
+    try:
+        cfg, stats = config("fake-duty", keys_source([held]), [(held, "10.9.0.2/32")],
+                            {"interface": "ev3", "socket_dir": sockdir, "completion": "none"},
+                            {"interval": "100ms", "duty_cycle": "10"})
+        d = daemon(cfg)
+        swept = wait_until(lambda: stat(stats, "idle.sweeps") >= 1
+                           and stat(stats, "idle.sweep_interval_ms") > 100, 5)
+        s = read_stats(stats)
+        ok(swept and s.get("idle.sweep_interval_ms", 0) >= 2000 and s.get("idle.sweeps") == 1
+           and s.get("wg.dump_ms", 0) >= 200, CHECKS[12], (s, d.output()[-2000:]))
+        ok(d.stop() == 0, "exit 0", d.output()[-2000:])
+    finally:
+        fake.close()
+
+
 try:
     real_checks()
     fake_checks()
+    housekeeping_checks()
 finally:
     for d in daemons:
         if d.alive():

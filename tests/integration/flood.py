@@ -9,7 +9,9 @@ plus garbage, evenly paced, while known clients knock one after another
 (returning: installed before the flood, client restarted; new: known to
 the control plane, never seen). Asserts that every one gets a tunnel, not
 how fast (the benchmark prints that):
-  - adaptive completion (source-bpf invert_above) with resolver-http;
+  - adaptive completion (source-bpf invert_above) with resolver-http and
+    the cookie watch (what it did is printed; its own test, which does not
+    depend on when the interface goes under load, is in fast_return.py);
   - lazy push (push: [nats, store], pull: [sniff, noise, store, wg]): no
     API request at all; a pushed removal takes an installed peer off the
     interface at once, and a pushed change updates it.
@@ -29,7 +31,9 @@ from tap import BUILD, done, ok, skip  # noqa: E402
 import wgnet  # noqa: E402
 import natsd  # noqa: E402
 
-RATE, SECS = 3000, 14
+# 15,000 initiations/s in all: enough to put wireguard-go under load on this
+# 2-core machine (it answers with cookie replies) much of the time
+RATE, SECS = 5000, 14
 CHECKS = [
     "adaptive: the daemon kept up: every flood packet read, none dropped by the kernel",
     "adaptive: every known client got a tunnel during the flood (returning and new)",
@@ -86,6 +90,10 @@ with wgnet.Net("flt") as net:
            f"{r}\n{log_tail(r['log'])}")
         ok(r["inverted"] > 0, f"{CHECKS[2]} ({r['inverted']} items)", r)
         ok(r["api"] <= r["budget"], f"{CHECKS[3]}: {r['api']} <= {r['budget']:.0f}", r)
+        # whether the interface went under load just as a client knocked is
+        # up to the machine: the cookie watch's own test is fast_return.py
+        print(f"# adaptive: {r['cookie_replies']} cookie replies seen, {r['cookie_reinstalls']} "
+              f"clients installed afresh for one ({r['refused_afresh']} by the installer)")
 
         # -------------------------------------------------- lazy push
         r = bed.run(gen, "lazy", RATE, 2, SECS, 300, 1.5)
@@ -95,6 +103,8 @@ with wgnet.Net("flt") as net:
            f"{CHECKS[4]}: returning {r['ret']} ms, new {r['new']} ms",
            f"{r}\n{log_tail(r['log'])}")
         ok(r["api"] == 0, f"{CHECKS[5]} ({r['api']})", r)
+        print(f"# lazy: {r['cookie_replies']} cookie replies seen, {r['cookie_reinstalls']} "
+              f"clients installed afresh for one ({r['refused_afresh']} by the installer)")
 
         # a pushed change and a pushed removal, each of an installed peer
         t = bed.topo

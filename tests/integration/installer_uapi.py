@@ -15,6 +15,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from tap import (TEST_PLUGINS, WGGWD, Daemon, done, ok, read_stats,  # noqa: E402
@@ -50,6 +51,7 @@ CHECKS = [
     "policy: a store's cached answer outside a narrowed allowed_prefixes is refused at install and the peer taken off the interface; an in-policy cached one installs",
     "check: allowed_prefixes [any, ...] and a malformed prefix are refused",
     "fake socket: a dump reply with no blank line is cut at max_reply; the daemon reconnects and its memory stays small",
+    "fake socket: installs queued behind a slow one go in one set; a refused batch is sent again one peer a set and only the refused peer fails",
 ]
 
 why = wgnet.missing()
@@ -241,11 +243,13 @@ class FakeUapi:
     """A UAPI socket that records requests; fails the first `fail` sets
     with errno=-22 and answers gets with `peers` fake peers."""
 
-    def __init__(self, path, fail=1, peers=0, extra=(), junk=0):
+    def __init__(self, path, fail=1, peers=0, extra=(), junk=0, fail_key=None, delay=0):
         """extra: (key_hex, [allowed IPs]) listed by get too; junk: but on
         the first connection (the get at start), answer gets with this many
-        bytes and no blank line"""
+        bytes and no blank line; fail_key: fail every set naming that key
+        (hex); delay: answer the first set this late (seconds)"""
         self.path, self.fail, self.npeers = path, fail, peers
+        self.fail_key, self.delay = fail_key, delay
         self.extra, self.junk, self.gets = list(extra), junk, 0
         self.requests, self.connections = [], 0
         self.priv = bytes(range(1, 33)).hex()
@@ -302,11 +306,15 @@ class FakeUapi:
                             pass
                         return
                     s.sendall(self.get_reply())
-                elif req.startswith("set=1") and self.fail > 0:
+                elif req.startswith("set=1") and (
+                        self.fail > 0 or (self.fail_key and f"public_key={self.fail_key}" in req)):
                     self.fail -= 1
                     s.sendall(b"errno=-22\n\n")
                     buf = b""  # like wireguard-go: the rest is garbage now
                 else:
+                    if self.delay and req.startswith("set=1"):
+                        time.sleep(self.delay)
+                        self.delay = 0
                     s.sendall(b"errno=0\n\n")
 
     def close(self):
@@ -367,6 +375,39 @@ def fake_checks():
         fake.close()
 
 
+def batch_checks():
+    """Five knocks at once: the first install is answered late, the four
+    behind it go in one set, which names a key the fake refuses."""
+    sockdir = f"{tmp}/sockb"
+    os.mkdir(sockdir, 0o700)
+    keys = [wgnet.genkey()[1] for _ in range(5)]
+    bad = __import__("base64").b64decode(keys[3]).hex()
+    fake = FakeUapi(f"{sockdir}/fake1.sock", fail=0, fail_key=bad, delay=0.3)
+    try:
+        cfg, stats = config("batch", keys, "192.0.2.7:40000",
+                            [(k, [f"10.9.1.{i + 1}/32"], "") for i, k in enumerate(keys)],
+                            {"interface": "fake1", "socket_dir": sockdir, "completion": "none"})
+        d = daemon(cfg)
+        got = wait_until(lambda: stat(stats, "wg.installed") >= 4
+                         and stat(stats, "wg.install_failed") >= 1, 5)
+        s = read_stats(stats)
+        out = d.output()
+        sets = [r for r in fake.requests if r.startswith("set=1\n")]
+        multi = [r for r in sets if r.count("public_key=") > 1]
+        after = sets[sets.index(multi[0]) + 1:] if multi else []
+        ok(got and s.get("wg.installed") == 4 and s.get("wg.install_failed") == 1
+           and s.get("wg.batched_sets", 0) >= 1 and s.get("wg.batch_splits") == 1
+           and multi and bad in multi[0] and all(r.count("public_key=") == 1 for r in after)
+           and len([r for r in after if bad in r]) == 1
+           and re.search(rf"install of peer {re.escape(keys[3])} on fake1 failed: errno=-22", out)
+           and not any(re.search(rf"peer {re.escape(k)} on fake1 failed", out)
+                       for i, k in enumerate(keys) if i != 3),
+           CHECKS[28], (s, sets, out[-3000:]))
+        d.stop()
+    finally:
+        fake.close()
+
+
 # -------------------------------------------------------------------- policy
 
 def b64hex(key):
@@ -374,7 +415,11 @@ def b64hex(key):
 
 
 def sets_for(fake, key):
-    return [r for r in fake.requests if r.startswith(f"set=1\npublic_key={b64hex(key)}")]
+    """key's peer entries in the sets the fake got (a set may carry several
+    peers: the installer batches the ops queued behind one request)."""
+    h = b64hex(key)
+    return ["set=1\npublic_key=" + e for r in fake.requests if r.startswith("set=1\n")
+            for e in r.split("public_key=")[1:] if e.startswith(h)]
 
 
 def policy_checks():
@@ -544,6 +589,7 @@ def wide_checks(topo):
 try:
     wide_checks(real_checks())
     fake_checks()
+    batch_checks()
     failure_checks()
     policy_checks()
     max_reply_checks()

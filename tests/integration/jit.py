@@ -298,8 +298,9 @@ stages:
       interval: 500ms
       src: 10.241.0.99:40000
   # the same captured initiation every time: replay protection off, so
-  # that round 2 reaches the installer's unchanged check
-  noise: {{plugin: decoder-noise, options: {{replay_keys: 0}}}}
+  # that round 2 reaches the installer's unchanged check; decoded on the
+  # loop, so that the burst reaches the core while the install is pending
+  noise: {{plugin: decoder-noise, options: {{replay_keys: 0, threads: 0}}}}
   static: {{plugin: resolver-static, options: {{peers_file: {peers}}}}}
   wg: {{plugin: installer-uapi, options: {{interface: {dd.gw_if}, completion: inversion}}}}
 pipelines:

@@ -588,6 +588,38 @@ with wgnet.Net("wso") as net:
     ok(d.alive() and d.stop() == 0, "exit 0", d.output()[-800:])
     d.close()
 
+    # ------------------------------------------------------------ /readyz when full
+    # at max_conns the relay refuses new clients (503 at upgrade), and
+    # /readyz says so, so that a load balancer sends them elsewhere
+    HTTP_PORT, RZ_PORT = 9464, WS_PORT + 1
+    cfg6, stats6 = config(topo, "readyz", f"""      wireguard: 127.0.0.1:{topo.gw_port}
+      max_conns: 1""")
+    with open(cfg6) as f:
+        text = f.read().replace(f":{WS_PORT}\n", f":{RZ_PORT}\n")
+    with open(cfg6, "w") as f:
+        f.write(f"http_listen: 127.0.0.1:{HTTP_PORT}\n" + text)
+    d = Daemon(cfg6, netns=topo.gw_ns)
+    wait_until(lambda: "running" in d.output(), 10)
+
+    def readyz():
+        p = subprocess.run(["ip", "netns", "exec", topo.gw_ns, "curl", "-s", "-m", "3", "-o", "-",
+                            "-w", "\n%{http_code}", f"http://127.0.0.1:{HTTP_PORT}/readyz"],
+                           capture_output=True, text=True)
+        body, _, code = p.stdout.rpartition("\n")
+        return code, body
+    before = readyz()
+    pr = subprocess.Popen(["ip", "netns", "exec", topo.gw_ns, sys.executable, SELF, "--probe",
+                           "pong", topo.gw_addr, str(RZ_PORT), "3"], stdout=subprocess.PIPE, text=True)
+    wait_until(lambda: read_stats(stats6).get("ws.conns", 0) == 1, 5)
+    full = readyz()
+    pr.communicate(timeout=20)
+    free = wait_until(lambda: readyz()[0] == "200", 5)
+    ok(before[0] == "200" and full[0] == "503" and "full: 1 connections (max_conns)" in full[1] and free,
+       f"/readyz: 200, then 503 while max_conns (1) connections are open, 200 again after",
+       (before, full, readyz(), d.output()[-800:]))
+    ok(d.stop() == 0, "exit 0 (/readyz daemon)", d.output()[-800:])
+    d.close()
+
     # ------------------------------------------------------------ bridge: ping flood
     # a hostile gateway floods wsbridge with pings and never reads: the
     # bridge's pong queue is bounded, it drops the connection and counts it

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "ctl.h"
 
 static int n, failed;
 
@@ -116,6 +117,45 @@ static void test_items(void)
 	item_release(it);
 }
 
+/* `ctl why`: a key's ring grows with its outcomes up to 8, newest first;
+ * the least recently seen of 4096 keys makes room (its ring freed: ASan). */
+static void test_why(void)
+{
+	struct wggwd_item it = { .size = sizeof(it), .op = WGGWD_OP_ADD };
+	struct why_ent out[16];
+	uint8_t key[WGGWD_KEY_LEN] = { 1 }, other[WGGWD_KEY_LEN] = { 2 };
+	bool order = true;
+	size_t i, got;
+
+	why_reset();
+	why_record(key, 1000, "pull", "noise", WGGWD_DROP, &it);
+	got = why_get(key, out, 16);
+	CHECK(got == 1 && out[0].real_ns == 1000 && !strcmp(out[0].stage, "noise"),
+	      "why: a key seen once has one outcome");
+	for (i = 2; i <= 11; i++)
+		why_record(key, i * 1000, "pull", "noise", WGGWD_DROP, &it);
+	got = why_get(key, out, 16);
+	for (i = 0; i < got; i++)
+		order = order && out[i].real_ns == (11 - i) * 1000;
+	CHECK(got == 8 && order, "why: 11 outcomes keep the newest 8, newest first (%zu)", got);
+	why_record(other, 5, "pull", "api", WGGWD_DROP, &it);
+	for (i = 0; i < 3; i++)
+		why_record(other, 6 + i, "pull", "api", WGGWD_DROP, &it);
+	got = why_get(other, out, 16);
+	CHECK(got == 4 && out[0].real_ns == 8 && out[3].real_ns == 5,
+	      "why: a ring that grew (1, 2, 4) keeps its order (%zu: %llu..%llu)", got,
+	      (unsigned long long)out[0].real_ns, (unsigned long long)out[got ? got - 1 : 0].real_ns);
+	for (i = 0; i < 4096; i++) {
+		uint8_t k[WGGWD_KEY_LEN] = { 3, (uint8_t)i, (uint8_t)(i >> 8) };
+
+		why_record(k, 1, "pull", "noise", WGGWD_DROP, &it);
+	}
+	CHECK(!why_get(key, out, 16) && !why_get(other, out, 16),
+	      "why: 4096 newer keys push the older ones out");
+	why_reset();
+	CHECK(!why_get(NULL, out, 16), "why: reset forgets everything");
+}
+
 /* Histograms: cumulative buckets, count and sum; bad bounds fall back. */
 static void test_histograms(void)
 {
@@ -209,6 +249,7 @@ int main(void)
 	metrics_reset();
 	test_reasons();
 	test_items();
+	test_why();
 	CHECK(core_hash("key", 3) == core_hash("key", 3) && core_hash("key", 3) != core_hash("kez", 3),
 	      "hash: stable, and tells keys apart");
 	printf("1..%d\n", n);

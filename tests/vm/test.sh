@@ -12,10 +12,11 @@
 # stall_retry, the keepalive put back after the handshake and at stop, and
 # a peer with 1,000 allowed IPs, a lease that ends while the client pings;
 # and a peer with 1,000 allowed IPs pushed over NATS (nats-server in the
-# VM): source-nats -> store-sqlite -> installer-netlink.
+# VM): source-nats -> store-sqlite -> installer-netlink; the fast return of
+# a client evicted with a live session, shadow mode, and revocation through
+# resolver-http (busybox httpd) and store-sqlite.
 # TAP lines go to the console prefixed with "TAP ".
-IP=/bin/ip                      # iproute2's, for netns
-W=/opt/wggwd
+. /opt/wggwd/vm/lib.sh          # IP, W, now_ms, wait_for, stat_of
 K=$W/vm/keys
 GW_PUB=$(cat $K/gw.pub)
 CL_PUB=$(cat $K/cl.pub)
@@ -33,21 +34,6 @@ check() { # description, command...
 }
 gw() { $IP netns exec gw "$@"; }
 cl() { $IP netns exec cl "$@"; }
-now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
-stat_of() { # counter name -> value (0 if absent)
-	v=$(grep "\"$1\":" $STATS 2>/dev/null | sed 's/.*: *//; s/,.*//')
-	echo "${v:-0}"
-}
-wait_for() { # tenths of a second, command...
-	t=$1
-	shift
-	while [ "$t" -gt 0 ]; do
-		"$@" && return 0
-		sleep 0.1
-		t=$((t - 1))
-	done
-	return 1
-}
 show_log() { sed 's/^/TAP #   /' $LOG | tail -${1:-30}; }
 
 # -------------------------------------------------------------- topology
@@ -205,6 +191,23 @@ if [ $prc = 0 ] && [ "$(stat_of wg0.inverted)" -ge 2 ]; then
 else
 	nok "after eviction the client gets back in through a new knock (${dt} ms, rc $prc, inverted $(stat_of wg0.inverted))"
 	show_log 40
+fi
+
+# ------------------------------------------------------ the fast return
+# Evicted again with its session live (evict_live): source-bpf watches the
+# client's endpoint, and the client's next data packet on that session
+# (which the gateway can no longer read) re-installs the peer by role
+# inversion; without the watch the client would wait ~15 s for its own
+# retry. The client pings every 100 ms without starting over.
+if wait_for 200 sh -c "[ -z \"\$($IP netns exec gw wg show wg0 peers)\" ]"; then
+	ret0=$(stat_of sniff.returning)
+	cl ping -c 80 -i 0.1 -w 8 10.99.0.1 >/tmp/fping 2>&1
+	seq=$(awk -F'seq=' '/bytes from/ { split($2, a, " "); print a[1]; exit }' /tmp/fping)
+	check "fast return: evicted with a live session, the client's next packets brought it back (first reply: ping seq ${seq:-none}, 100 ms apart; sniff.returning $ret0 -> $(stat_of sniff.returning))" \
+		sh -c "[ -n '$seq' ] && [ '$seq' -le 20 ] && [ $(stat_of sniff.returning) -gt $ret0 ]"
+	[ -n "$seq" ] && [ "$seq" -le 20 ] || { sed 's/^/TAP #   /' /tmp/fping | tail -3; show_log 20; }
+else
+	nok "fast return: the peer was evicted again"
 fi
 
 # ------------------------------------------- inversion, again and again
@@ -592,4 +595,99 @@ EOC
 	diag "the NATS push section took $(($(now_ms) - t_nats)) ms"
 else
 	skip "1,000 allowed IPs pushed over NATS, stored and installed" "nats-server or source-nats/store-sqlite missing"
+fi
+
+# --------------------------------------------------------- shadow mode
+# The gateway before a move to JIT: its client's peer installed ahead of
+# time (no endpoint). In shadow mode wggwd runs the whole pull path and
+# only counts what it would do: the client's knock is "would install (on
+# the interface already)", the interface is left as it was. A key that is
+# not on the interface is counted as a would-install and still not added.
+# (the reboots above made wg0 anew, without its tunnel address)
+gw $IP addr add 10.99.0.1/24 dev wg0 2>/dev/null
+gw wg set wg0 peer "$CL_PUB" remove 2>/dev/null
+gw wg set wg0 peer "$CL_PUB" allowed-ips 10.99.0.2/32
+conf /tmp/shadow.yaml "
+      shadow: true"
+wgdump() { gw wg show wg0 allowed-ips; gw wg show wg0 persistent-keepalive; }
+if start_wggwd /tmp/shadow.yaml; then
+	wgdump >/tmp/before
+	knock
+	wait_for 20 sh -c "grep -q 'shadow_decisions_total.present\": 1' $STATS"
+	wgdump >/tmp/after
+	check "shadow: the pre-installed client got in (${dt} ms, rc $prc), counted as would-install/present ($(stat_of wg0.shadow_decisions_total.present)), nothing installed ($(stat_of wg0.installed)), allowed IPs and keepalive unchanged" \
+		sh -c "[ $prc = 0 ] && [ $(stat_of wg0.shadow_decisions_total.present) = 1 ] && [ $(stat_of wg0.installed) = 0 ] && cmp -s /tmp/before /tmp/after"
+	gw wg set wg0 peer "$CL_PUB" remove
+	# the installer learns it from its next dump (the evictor's sweep)
+	nopeer() { [ "$(stat_of wg0.peers)" = 0 ]; }
+	wait_for 100 nopeer
+	cl $IP link set wg0 down
+	cl $IP link set wg0 up
+	cl ping -c 1 -W 2 10.99.0.1 >/dev/null 2>&1
+	src=$?
+	wait_for 20 sh -c "grep -q 'shadow_decisions_total.install\": 1' $STATS"
+	check "shadow: a knock for a peer not on wg0 is counted as would-install ($(stat_of wg0.shadow_decisions_total.install)) and wg0 stays without it (ping rc $src)" \
+		sh -c "[ $src != 0 ] && [ $(stat_of wg0.shadow_decisions_total.install) -ge 1 ] && [ -z \"\$($IP netns exec gw wg show wg0 peers)\" ]"
+	stop_wggwd
+else
+	nok "wggwd started in shadow mode"
+	show_log 10
+fi
+
+# ------------------------------------------------ revocation (pull path)
+# resolver-http asks a control plane (busybox httpd and a CGI script on
+# 127.0.0.1 in the gateway's namespace; a key is known while its file is
+# there); store-sqlite caches the answer (ttl 2 s) and revalidates
+# installed pulled peers every second. The key's file is deleted (the
+# user removed): the next revalidation gets a 404 and the core retires the
+# peer from the kernel as revoked.
+if [ -f $W/plugins/resolver-http.so ] && [ -f $W/plugins/store-sqlite.so ]; then
+	gw wg set wg0 peer "$CL_PUB" remove 2>/dev/null
+	mkdir -p /tmp/cp/cgi-bin /tmp/cp/keys
+	cat >/tmp/cp/cgi-bin/peer <<'EOC'
+#!/bin/sh
+k=${QUERY_STRING#k=}
+case $k in */* | .*) k=none ;; esac
+if [ -f "/tmp/cp/keys/$k" ]; then
+	printf 'Content-Type: application/json\r\n\r\n'
+	cat "/tmp/cp/keys/$k"
+else
+	printf 'HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n{"error": "unknown key"}'
+fi
+EOC
+	chmod 755 /tmp/cp/cgi-bin/peer
+	esc=$(echo "$CL_PUB" | sed 's/+/%2B/g; s|/|%2F|g; s/=/%3D/g')
+	printf '{"public_key": "%s", "allowed_ips": ["10.99.0.2/32"], "ttl": 2}\n' "$CL_PUB" >"/tmp/cp/keys/$esc"
+	$IP netns exec gw httpd -f -p 127.0.0.1:8080 -h /tmp/cp &
+	HPID=$!
+	sed -e 's|  pull: \[sniff, noise, static, wg0, idle\]|  pull: [sniff, noise, store, api, wg0]|' \
+		-e 's|^  wg0:|  store:\n    plugin: store-sqlite\n    options:\n      path: /tmp/rev.db\n      revalidate_interval: 1s\n      lookups_per_key: 0\n      negative_ttl: "0"\n      commit_interval: 20ms\n  api:\n    plugin: resolver-http\n    options:\n      url: "http://127.0.0.1:8080/cgi-bin/peer?k={public_key}"\n      allowed_prefixes: [10.99.0.0/24]\n      backoff: 100ms\n  wg0:|' \
+		/tmp/gw.yaml >/tmp/rev.yaml
+	if start_wggwd /tmp/rev.yaml; then
+		knock
+		check "revocation: the client got in through resolver-http and the store (${dt} ms, rc $prc)" \
+			sh -c "[ $prc = 0 ] && $IP netns exec gw wg show wg0 peers | grep -qF '$CL_PUB'"
+		sleep 3 # past the answer's ttl: revalidated, still known, still there
+		check "revocation: after the answer's ttl the store asked again and the peer stayed (store.revalidations $(stat_of store.revalidations))" \
+			sh -c "[ $(stat_of store.revalidations) -ge 1 ] && $IP netns exec gw wg show wg0 peers | grep -qF '$CL_PUB'"
+		rm -f "/tmp/cp/keys/$esc"
+		t0=$(now_ms)
+		if wait_for 100 sh -c "[ -z \"\$($IP netns exec gw wg show wg0 peers)\" ]"; then
+			gone=$(($(now_ms) - t0))
+			wait_for 20 sh -c "[ \$(grep '\"store.revoked\":' $STATS | sed 's/.*: *//; s/,.*//') -ge 1 ] 2>/dev/null"
+			check "revocation: the key unknown to the control plane, the kernel peer was removed ${gone} ms later (store.revoked $(stat_of store.revoked), logged)" \
+				sh -c "[ $(stat_of store.revoked) -ge 1 ] && grep -q 'revoked' $LOG"
+		else
+			nok "revocation: the peer was removed once the control plane forgot the key"
+			show_log 20
+		fi
+		stop_wggwd
+	else
+		nok "wggwd started with store-sqlite and resolver-http"
+		show_log 10
+	fi
+	kill $HPID
+	wait $HPID 2>/dev/null
+else
+	skip "revocation through resolver-http and store-sqlite" "resolver-http or store-sqlite not built"
 fi
