@@ -48,6 +48,7 @@
 #include <wggwd/plugin.h>
 
 #include "wgutil.h"
+#include "benchhost.h"
 
 /* ------------------------------------------------------------ the peers */
 
@@ -97,14 +98,7 @@ struct wggwd_inst {
 	int dummy;
 };
 
-struct wggwd_timer {
-	uv_timer_t h;
-	wggwd_fn cb;
-	void *arg;
-};
-
 static struct wggwd_inst inst;
-static uv_loop_t *loop;
 static size_t completed, failed;
 static bool stopped;
 static uint64_t counters[64];
@@ -146,46 +140,6 @@ static int64_t *h_gauge(struct wggwd_inst *in, const char *name)
 	return &gauges[ngauges++ % 16];
 }
 
-static void on_timer(uv_timer_t *h)
-{
-	struct wggwd_timer *t = h->data;
-
-	t->cb(t->arg);
-}
-
-static struct wggwd_timer *h_timer_new(struct wggwd_inst *in, wggwd_fn cb, void *arg)
-{
-	struct wggwd_timer *t = calloc(1, sizeof(*t));
-
-	(void)in;
-	uv_timer_init(loop, &t->h);
-	t->h.data = t;
-	t->cb = cb;
-	t->arg = arg;
-	return t;
-}
-
-static void h_timer_start(struct wggwd_timer *t, uint64_t timeout, uint64_t repeat)
-{
-	uv_timer_start(&t->h, on_timer, timeout, repeat);
-}
-
-static void h_timer_stop(struct wggwd_timer *t)
-{
-	uv_timer_stop(&t->h);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-	free(h->data);
-}
-
-static void h_timer_free(struct wggwd_timer *t)
-{
-	if (t)
-		uv_close((uv_handle_t *)&t->h, on_timer_closed);
-}
-
 static void h_complete(struct wggwd_inst *in, struct wggwd_item *it, int verdict)
 {
 	(void)in;
@@ -200,34 +154,6 @@ static void h_stopped(struct wggwd_inst *in)
 {
 	(void)in;
 	stopped = true;
-}
-
-static uint8_t hash_key[crypto_shorthash_KEYBYTES];
-
-static uint64_t h_hash(const void *data, size_t len)
-{
-	uint64_t h;
-
-	crypto_shorthash((uint8_t *)&h, data, len, hash_key);
-	return h;
-}
-
-static uint64_t clock_ns(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static uint64_t h_now_ns(void)
-{
-	return clock_ns(CLOCK_MONOTONIC);
-}
-
-static uint64_t h_realtime_ns(void)
-{
-	return clock_ns(CLOCK_REALTIME);
 }
 
 static const struct wggwd_installer *h_installer(struct wggwd_inst *in)
@@ -252,6 +178,7 @@ static struct wggwd_host host = {
 	.timer_start = h_timer_start,
 	.timer_stop = h_timer_stop,
 	.timer_free = h_timer_free,
+	.queue_work = h_queue_work,
 	.complete = h_complete,
 	.stopped = h_stopped,
 	.installer = h_installer,
@@ -566,6 +493,9 @@ static int run(const char *so, size_t n, unsigned long seed, int argc, char **ar
 	for (i = 0; i < ncounters && i < 64; i++)
 		if (!strcmp(counter_names[i], "messages"))
 			printf("install_remove_messages_%s %llu messages\n", sfx,
+			       (unsigned long long)counters[i]);
+		else if (!strcmp(counter_names[i], "messages_offloaded"))
+			printf("install_remove_offloaded_%s %llu messages\n", sfx,
 			       (unsigned long long)counters[i]);
 	ops->stop(ctx);
 	while (!stopped)

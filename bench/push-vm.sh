@@ -21,8 +21,17 @@
 #   push_vm_rss_kb_1eK       its RSS after the push
 #   push_vm_cpu_s_1eK, push_vm_nats_cpu_s_1eK   CPU time (user + system) of
 #                            wggwd and of nats-server over the push
+#   push_vm_idle_s_1eK       the VM's idle time over the push, all vCPUs
+#   push_vm_vcpus            the VM's vCPUs (WGGWD_VM_SMP on the host;
+#                            default 2 here; `wg setconf` uses one)
+# With WGGWD_VM_BINS=/usr/bin/perf on the host, a profile of the daemon over
+# each push follows as comments (the perf record slows the push: its
+# figures are then not the bench's).
 set -u
 if [ -z "${WGGWD_VM:-}" ]; then
+	# two vCPUs: nats-server, which a real gateway does not host, gets
+	# one of its own, and the kernel's SETs run beside the loop
+	export WGGWD_VM_SMP="${WGGWD_VM_SMP:-2}"
 	. "$(dirname "$0")/../tests/vm/lib.sh"
 	vm_bench push-vm
 fi
@@ -31,6 +40,7 @@ fi
 B=$W/netlink-bench
 STATS=/tmp/push.json
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+idle_ticks() { awk '$1 == "cpu" { print $5 + $6 }' /proc/stat; } # idle + iowait, all CPUs
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # user + system, 1/100 s
 
 if [ ! -x /usr/bin/nats-server ] || [ ! -f $W/plugins/source-nats.so ] ||
@@ -63,6 +73,7 @@ fresh() { # name: a new, empty interface with a private key
 	$IP link set "$1" up
 }
 
+out "push_vm_vcpus $(grep -c '^processor' /proc/cpuinfo) cpus"
 for n in $(cat $W/bench/ns); do
 	case $n in
 	1000) s=1e3 ;; 10000) s=1e4 ;; 100000) s=1e5 ;; 1000000) s=1e6 ;; *) s=$n ;;
@@ -113,6 +124,7 @@ EOC
 	rss0=$(rss_kb $WPID)
 	cpu0=$(cpu_ticks $WPID)
 	ncpu0=$(cpu_ticks $NPID)
+	idle0=$(idle_ticks)
 	t0=$(now_ms)
 	{
 		printf 'CONNECT {"verbose":false,"pedantic":false}\r\n'
@@ -121,17 +133,39 @@ EOC
 		sleep 3
 	} | nc 127.0.0.1 4222 >/dev/null &
 	PUBPID=$!
-	acked() { [ "$(stat_of nats.acked)" -ge "$n" ]; }
+	# a profile of the daemon over the push, when perf was brought in
+	# (WGGWD_VM_BINS=/usr/bin/perf on the host; cpu-clock: TCG has no PMU)
+	PERFPID=
+	if [ -x $W/bin/perf ]; then
+		perf record -e cpu-clock -F 99 --call-graph dwarf,16384 -p $WPID -o /tmp/perf.data \
+			>/tmp/perf.out 2>&1 &
+		PERFPID=$!
+	fi
+	acked() { stat_ge nats.acked "$n"; }
 	if wait_for 36000 acked; then
 		t1=$(now_ms)
+		if [ -n "$PERFPID" ]; then
+			kill -INT $PERFPID
+			wait $PERFPID
+			for k in dso pid; do
+				perf report -i /tmp/perf.data --stdio --no-children --sort $k -g none 2>/dev/null |
+					grep -v '^#' | grep . | head -12 | sed "s/^/BENCH # perf $k /"
+			done
+			perf report -i /tmp/perf.data --stdio --children --no-inline --sort sym \
+				--percent-limit 1.5 -g none 2>/dev/null | grep -v '^#' | grep . | head -80 |
+				sed 's/^/BENCH # perf /'
+			rm -f /tmp/perf.data
+		fi
 		rss1=$(rss_kb $WPID)
 		cpu1=$(cpu_ticks $WPID)
 		ncpu1=$(cpu_ticks $NPID)
+		idle1=$(idle_ticks)
 		ms=$((t1 - t0))
 		out "push_vm_s_$s $(awk -v m=$ms 'BEGIN { printf "%.3f", m / 1000 }') s"
 		out "push_vm_rss_kb_$s $rss1 kB"
 		out "push_vm_cpu_s_$s $(awk -v a=$cpu0 -v b=$cpu1 'BEGIN { printf "%.2f", (b - a) / 100 }') s"
 		out "push_vm_nats_cpu_s_$s $(awk -v a=$ncpu0 -v b=$ncpu1 'BEGIN { printf "%.2f", (b - a) / 100 }') s"
+		out "push_vm_idle_s_$s $(awk -v a=$idle0 -v b=$idle1 'BEGIN { printf "%.2f", (b - a) / 100 }') s"
 		out "push_vm_rss_per_peer_$s $(awk -v a=$rss0 -v b=$rss1 -v n=$n 'BEGIN { printf "%.0f", (b - a) * 1024 / n }') bytes"
 		out "# installed $(stat_of wg.installed), stored $(stat_of store.saved), poison $(stat_of nats.poison), peers on wp$n: $(wg show wp$n peers | wc -l)"
 	else

@@ -30,7 +30,8 @@
 #include <math.h>
 #include <stdarg.h>
 
-static uv_loop_t *loop;
+#include "benchhost.h"
+
 static uint64_t counters[64];
 static int64_t gauges[16];
 static unsigned n_counters, n_gauges;
@@ -67,87 +68,6 @@ static int64_t *h_gauge(struct wggwd_inst *in, const char *name)
 	(void)in;
 	(void)name;
 	return &gauges[n_gauges++ % 16];
-}
-
-struct wggwd_timer {
-	uv_timer_t h;
-	wggwd_fn cb;
-	void *arg;
-};
-
-static void on_t(uv_timer_t *h)
-{
-	struct wggwd_timer *t = h->data;
-
-	t->cb(t->arg);
-}
-
-static struct wggwd_timer *h_timer_new(struct wggwd_inst *in, wggwd_fn cb, void *arg)
-{
-	struct wggwd_timer *t = calloc(1, sizeof(*t));
-
-	(void)in;
-	uv_timer_init(loop, &t->h);
-	t->h.data = t;
-	t->cb = cb;
-	t->arg = arg;
-	return t;
-}
-
-static void h_timer_start(struct wggwd_timer *t, uint64_t timeout, uint64_t repeat)
-{
-	uv_timer_start(&t->h, on_t, timeout, repeat);
-}
-
-static void h_timer_stop(struct wggwd_timer *t)
-{
-	uv_timer_stop(&t->h);
-}
-
-static void on_t_closed(uv_handle_t *h)
-{
-	free(h->data);
-}
-
-static void h_timer_free(struct wggwd_timer *t)
-{
-	if (t)
-		uv_close((uv_handle_t *)&t->h, on_t_closed);
-}
-
-struct work {
-	uv_work_t req;
-	wggwd_fn fn;
-	wggwd_status_cb after;
-	void *arg;
-};
-
-static void on_work(uv_work_t *r)
-{
-	struct work *w = r->data;
-
-	w->fn(w->arg);
-}
-
-static void on_after(uv_work_t *r, int status)
-{
-	struct work *w = r->data;
-
-	if (w->after)
-		w->after(w->arg, status);
-	free(w);
-}
-
-static int h_queue_work(struct wggwd_inst *in, wggwd_fn fn, wggwd_status_cb after, void *arg)
-{
-	struct work *w = calloc(1, sizeof(*w));
-
-	(void)in;
-	w->req.data = w;
-	w->fn = fn;
-	w->after = after;
-	w->arg = arg;
-	return uv_queue_work(loop, &w->req, on_work, on_after);
 }
 
 /* An item with its peer and one stage slot, as the core allocates it. */
@@ -204,34 +124,6 @@ static void **h_slot(struct wggwd_inst *in, struct wggwd_item *it)
 {
 	(void)in;
 	return &((struct bitem *)it)->slot;
-}
-
-static uint64_t h_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static uint64_t h_realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static uint8_t hash_key[crypto_shorthash_KEYBYTES];
-
-static uint64_t h_hash(const void *data, size_t len)
-{
-	uint8_t h[crypto_shorthash_BYTES];
-	uint64_t v;
-
-	crypto_shorthash(h, data, len, hash_key);
-	memcpy(&v, h, sizeof(v));
-	return v;
 }
 
 static const char *h_reason_name(uint32_t r)

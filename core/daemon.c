@@ -338,6 +338,10 @@ int daemon_run(const char *file)
 		return 1;
 	}
 	log_level = d.conf->core.log_level;
+	/* libuv's pool (4 threads unless set) is shared by every plugin's
+	 * work: NATS connects and JetStream calls that wait on the network,
+	 * checkpoints, the kernel's bulk SETs. Read at its first use. */
+	setenv("UV_THREADPOOL_SIZE", "8", 0);
 	uv_loop_init(&d.loop);
 	host_init(&d.loop);
 	uv_signal_init(&d.loop, &d.sig_term);

@@ -30,6 +30,12 @@
 #include "natsconn.h"
 #include "wgutil.h"
 
+#define NC_POLLED 4
+/* nc_msg_release destroys this many together, or as many as hold this
+ * many bytes (wiped already; otherwise kept until then, or the stop) */
+#define NC_DEAD_BATCH 64
+#define NC_DEAD_BYTES (256 * 1024)
+
 enum ev_type { EV_MSG, EV_DISCONNECTED, EV_RECONNECTED, EV_CLOSED, EV_ERROR, EV_SUB_DONE };
 
 struct ev {
@@ -63,7 +69,11 @@ struct nc {
 	natsOptions *opts;
 	natsConnection *conn;
 	uv_timer_t retry;
-	bool timer_open, stopping, connected, ever_connected;
+	uv_check_t check;       /* reads the polled subscriptions */
+	natsSubscription *polled[NC_POLLED];
+	natsMsg **dead;         /* nc_msg_release: wiped, destroyed later */
+	size_t n_dead, cap_dead, dead_bytes;
+	bool timer_open, check_open, stopping, connected, ever_connected;
 	bool connecting, closing, finished;
 	int attempts, works;
 	natsConnection *new_conn; /* the connect work's result */
@@ -95,15 +105,19 @@ const char *nc_check_server(const void *field, char *buf, size_t len)
 	return NULL;
 }
 
-void nc_msg_free(natsMsg *m)
+static void msg_wipe(natsMsg *m)
 {
-	int len;
+	int len = natsMsg_GetDataLength(m);
 
-	if (!m)
-		return;
-	len = natsMsg_GetDataLength(m);
 	if (len > 0)
 		sodium_memzero((void *)natsMsg_GetData(m), len);
+}
+
+void nc_msg_free(natsMsg *m)
+{
+	if (!m)
+		return;
+	msg_wipe(m);
 	natsMsg_Destroy(m);
 }
 
@@ -256,6 +270,124 @@ void nc_sub_track(struct nc *n, natsSubscription *sub)
 	link_ref(n->link);
 	if (natsSubscription_SetOnCompleteCB(sub, on_sub_complete, n->link) != NATS_OK)
 		link_unref(n->link);
+}
+
+static void on_check(uv_check_t *h);
+
+static void dead_flush(struct nc *n)
+{
+	size_t i;
+
+	for (i = 0; i < n->n_dead; i++)
+		natsMsg_Destroy(n->dead[i]);
+	n->n_dead = 0;
+	n->dead_bytes = 0;
+}
+
+void nc_msg_release(struct nc *n, natsMsg *m)
+{
+	natsMsg **d;
+
+	if (!m)
+		return;
+	msg_wipe(m);
+	if (!n->check_open || uv_is_closing((uv_handle_t *)&n->check)) {
+		natsMsg_Destroy(m);
+		return;
+	}
+	if (n->n_dead == n->cap_dead) {
+		d = realloc(n->dead, (n->cap_dead ? n->cap_dead * 2 : 64) * sizeof(*d));
+		if (!d) {
+			natsMsg_Destroy(m);
+			return;
+		}
+		n->dead = d;
+		n->cap_dead = n->cap_dead ? n->cap_dead * 2 : 64;
+	}
+	n->dead[n->n_dead++] = m;
+	n->dead_bytes += (size_t)natsMsg_GetDataLength(m);
+	if (!uv_is_active((uv_handle_t *)&n->check))
+		uv_check_start(&n->check, on_check);
+}
+
+/* Loop thread, after each poll: the messages the adapter's reads queued
+ * on the polled (synchronous) subscriptions. Only the loop reads the
+ * socket, so nothing is left behind until its next read. Then the
+ * released messages are destroyed together: NC_DEAD_BATCH of them (a
+ * busy push reads about one message a turn) or NC_DEAD_BYTES. */
+static void on_check(uv_check_t *h)
+{
+	struct nc *n = h->data;
+	natsMsg *m;
+	natsStatus s;
+	size_t i, k_polled = 0;
+	int k;
+
+	for (i = 0; i < NC_POLLED; i++) {
+		/* re-read the slot: a handler may unpoll (and destroy) it; ask
+		 * first (an empty NextMsg formats an error text every time) */
+		while (n->polled[i] && natsSubscription_GetPending(n->polled[i], &k, NULL) == NATS_OK &&
+		       k > 0) {
+			m = NULL;
+			s = natsSubscription_NextMsg(&m, n->polled[i], 0);
+			if (s == NATS_SLOW_CONSUMER || s == NATS_MISMATCH)
+				continue; /* a flag, reported as an async error too */
+			if (s != NATS_OK)
+				break;
+			if (n->h->msg && !n->stopping)
+				n->h->msg(n->owner, m);
+			else
+				nc_msg_free(m);
+		}
+		k_polled += n->polled[i] != NULL;
+	}
+	if (n->n_dead >= NC_DEAD_BATCH || n->dead_bytes >= NC_DEAD_BYTES)
+		dead_flush(n);
+	if (!k_polled && !n->n_dead)
+		uv_check_stop(h);
+}
+
+int nc_sub_poll(struct nc *n, natsSubscription *sub)
+{
+	size_t i;
+
+	if (!n->check_open || uv_is_closing((uv_handle_t *)&n->check))
+		return -EINVAL;
+	for (i = 0; i < NC_POLLED && n->polled[i]; i++)
+		;
+	if (i == NC_POLLED)
+		return -ENOSPC;
+	n->polled[i] = sub;
+	if (!uv_is_active((uv_handle_t *)&n->check))
+		uv_check_start(&n->check, on_check);
+	return 0;
+}
+
+void nc_sub_unpoll(struct nc *n, natsSubscription *sub)
+{
+	natsMsg *m;
+	size_t i;
+
+	if (!sub)
+		return;
+	for (i = 0; i < NC_POLLED; i++)
+		if (n->polled[i] == sub)
+			n->polled[i] = NULL;
+	/* what is still queued is wiped, not just freed (bounded: the
+	 * subscription's pending limits) */
+	for (;;) {
+		m = NULL;
+		switch (natsSubscription_NextMsg(&m, sub, 0)) {
+		case NATS_OK:
+			nc_msg_free(m);
+			continue;
+		case NATS_SLOW_CONSUMER:
+		case NATS_MISMATCH:
+			continue;
+		default:
+			return;
+		}
+	}
 }
 
 /* -------------------------------------------------------------- events */
@@ -777,6 +909,10 @@ int nc_start(struct nc *n)
 	uv_timer_init(n->host->loop, &n->retry);
 	n->retry.data = n;
 	n->timer_open = true;
+	uv_check_init(n->host->loop, &n->check);
+	uv_unref((uv_handle_t *)&n->check);
+	n->check.data = n;
+	n->check_open = true;
 	try_connect(n);
 	return 0;
 }
@@ -786,6 +922,15 @@ static void on_timer_closed(uv_handle_t *h)
 	struct nc *n = h->data;
 
 	n->timer_open = false;
+	stop_more(n);
+}
+
+static void on_check_closed(uv_handle_t *h)
+{
+	struct nc *n = h->data;
+
+	n->check_open = false;
+	dead_flush(n);
 	stop_more(n);
 }
 
@@ -824,11 +969,13 @@ static void stop_more(struct nc *n)
 		}
 		natsConnection_Close(n->conn);
 	}
-	if (n->timer_open) {
-		if (!uv_is_closing((uv_handle_t *)&n->retry)) {
+	if (n->timer_open || n->check_open) {
+		if (n->timer_open && !uv_is_closing((uv_handle_t *)&n->retry)) {
 			uv_timer_stop(&n->retry);
 			uv_close((uv_handle_t *)&n->retry, on_timer_closed);
 		}
+		if (n->check_open && !uv_is_closing((uv_handle_t *)&n->check))
+			uv_close((uv_handle_t *)&n->check, on_check_closed);
 		return;
 	}
 	n->finished = true;
@@ -868,6 +1015,8 @@ void nc_destroy(struct nc *n)
 	if (!n)
 		return;
 	n->link->n = NULL;
+	dead_flush(n);
+	free(n->dead);
 	if (n->conn)
 		natsConnection_Destroy(n->conn);
 	if (n->opts)

@@ -6,13 +6,13 @@
  *
  * cnats reads and writes its socket from our libuv loop (its libuv
  * adapter), but it still calls back from threads of its own: message
- * delivery (one thread per async subscription), connection events (its
- * async-callback thread) and reconnects. Everything those threads hand us
- * goes through a `link`: a refcounted mailbox they push events into and
- * that one host->post() per batch drains on the loop. The link outlives
- * the plugin's context until cnats has said its last word (the closed
- * callback, each subscription's completion), so a late callback never
- * touches freed memory.
+ * delivery (one thread per async subscription; nc_sub_poll has none),
+ * connection events (its async-callback thread) and reconnects.
+ * Everything those threads hand us goes through a `link`: a refcounted
+ * mailbox they push events into and that one host->post() per batch
+ * drains on the loop. The link outlives the plugin's context until
+ * cnats has said its last word (the closed callback, each subscription's
+ * completion), so a late callback never touches freed memory.
  */
 #ifndef WGGWD_NATSCONN_H
 #define WGGWD_NATSCONN_H
@@ -135,6 +135,15 @@ void nc_msg_cb(natsConnection *conn, natsSubscription *sub, natsMsg *m, void *cl
 void *nc_closure(struct nc *n);
 void nc_sub_track(struct nc *n, natsSubscription *sub);
 
+/* A synchronous subscription (natsConnection_SubscribeSync,
+ * js_SubscribeSync) read on the loop right after the adapter's reads:
+ * handlers->msg gets its messages with no delivery thread in between (no
+ * wake-up of a thread per message). Loop thread, after nc_start: 0 or
+ * -errno. nc_sub_unpoll before destroying it (also one never polled): it
+ * wipes and frees what is still queued. */
+int nc_sub_poll(struct nc *n, natsSubscription *sub);
+void nc_sub_unpoll(struct nc *n, natsSubscription *sub);
+
 /* Flush what was sent (a SUB, say) off the loop: cb(owner, ok) on the
  * loop once the server has answered a PING (not called once stopping).
  * 0 or -errno. */
@@ -142,6 +151,11 @@ int nc_flush(struct nc *n, void (*cb)(void *owner, bool ok));
 
 /* Wipe (payloads may carry preshared keys) and destroy. */
 void nc_msg_free(natsMsg *m);
+/* The same on the loop thread, wiped at once but destroyed in batches
+ * (up to 64 messages or 256 KiB, or at the stop): cnats hands each
+ * destroyed message to its GC thread, one wake-up per message when they
+ * come one by one. */
+void nc_msg_release(struct nc *n, natsMsg *m);
 
 /* "nats: <text>" of the last error of this thread, for logs */
 const char *nc_err(natsStatus s);

@@ -148,8 +148,20 @@ static void acc_final(struct wge *e, const struct wge_acc *a, uint16_t keepalive
 	crypto_shorthash_siphashx24(out, m, sizeof(m), e->hkey);
 }
 
+/* The allowed IPs alone: an install that changes only the endpoint, the
+ * keepalive or the PSK leaves them in place. */
+static void acc_ips(struct wge *e, const struct wge_acc *a, uint8_t out[IPS_LEN])
+{
+	uint8_t m[8 + 8 + 4];
+
+	memcpy(m, &a->s0, 8);
+	memcpy(m + 8, &a->s1, 8);
+	memcpy(m + 16, &a->nips, 4);
+	crypto_shorthash_siphash24(out, m, sizeof(m), e->hkey);
+}
+
 static void cfg_digest(struct wge *e, const struct wggwd_peer *p, uint16_t keepalive,
-		       uint8_t out[CFG_LEN])
+		       uint8_t out[CFG_LEN], uint8_t ips[IPS_LEN])
 {
 	static const uint8_t zero[WGGWD_KEY_LEN];
 	struct wge_acc a = { 0 };
@@ -160,6 +172,7 @@ static void cfg_digest(struct wge *e, const struct wggwd_peer *p, uint16_t keepa
 		for (i = 0; i < p->n_allowed; i++)
 			wge_acc_ip(&e->env, &a, &p->allowed[i]);
 	acc_final(e, &a, keepalive, out);
+	acc_ips(e, &a, ips);
 }
 
 void wge_found(const struct wge_env *env, const struct wggwd_peer_state *ps,
@@ -173,6 +186,7 @@ void wge_found(const struct wge_env *env, const struct wggwd_peer_state *ps,
 	if (!p)
 		return; /* installed again when asked */
 	acc_final(e, a, ps->keepalive, p->cfg);
+	acc_ips(e, a, p->ips);
 	p->n_allowed = a->nips;
 	wge_seen(p, ps);
 	p->ep = ps->endpoint;
@@ -265,8 +279,16 @@ static void item_done(struct wge *e, struct wge_op *op)
 		p->gen = e->sets_done;
 		p->installed_ns = e->env.host->now_ns();
 		p->restoring = p->stale = false;
-		if (en->peer->has & WGGWD_PEER_HAS_ALLOWED_IPS)
+		if (en->keep_ips && memcmp(p->ips, pv->ips, IPS_LEN)) {
+			/* another install for the key (another pipeline) changed
+			 * them since: what the interface holds is not known, so
+			 * the next install replaces them */
+			memset(p->cfg, 0, CFG_LEN);
+			memset(p->ips, 0, IPS_LEN);
+		} else if (en->peer->has & WGGWD_PEER_HAS_ALLOWED_IPS) {
 			p->n_allowed = en->peer->n_allowed;
+			memcpy(p->ips, pv->ips, IPS_LEN);
+		}
 		wge_lease_set(e, p, pv->lease, pv->expires_at);
 		wge_take_retry(e, p, true);
 		if (pv->own) {
@@ -334,10 +356,14 @@ void wge_op_done(const struct wge_env *env, struct wge_op *op)
 	bool final = op->priv->final;
 
 	e->sets_done++;
-	if (op->priv->what == K_ITEM)
+	if (op->priv->what == K_ITEM) {
 		item_done(e, op);
-	else if (op->priv->what == K_RESTORE)
+	} else if (op->priv->what == K_RESTORE) {
 		restore_done(e, op);
+	} else if (op->err) { /* K_RETRY: removed, maybe not added again */
+		wgt_del(&e->peers, op->ent[0].key);
+		wge_count_peers(e);
+	}
 	wge_op_free(op);
 	if (final)
 		finish_close(e);
@@ -402,6 +428,8 @@ static const struct {
 	/* removed and added again: the interface answered the client with a
 	 * cookie (WGGWD_ITEM_REFUSED) */
 	{ "refused_afresh", offsetof(struct wge, refused_afresh) },
+	/* an update that left the allowed IPs in place (the same ones) */
+	{ "ips_kept", offsetof(struct wge, ips_kept) },
 	{ "dumps", offsetof(struct wge, dumps) },
 	{ "dumps_deferred", offsetof(struct wge, dumps_deferred) }, /* behind installs */
 	{ "policy_refused", offsetof(struct wge, policy_refused) }, /* allowed_prefixes */
@@ -803,7 +831,7 @@ int wge_process(void *ctx, struct wggwd_item *it)
 	pv->ka_conf = pe->has & WGGWD_PEER_HAS_KEEPALIVE ? pe->keepalive : 0;
 	pv->lease = pe->has & WGGWD_PEER_HAS_EXPIRES;
 	pv->expires_at = pe->expires_at;
-	cfg_digest(e, pe, pv->ka_conf, pv->cfg);
+	cfg_digest(e, pe, pv->ka_conf, pv->cfg, pv->ips);
 	p = wgt_get(&e->peers, key);
 	afresh = knock && refused_afresh(it, p);
 	rearm = p && knock && !afresh && rearm_inversion(it, p);
@@ -833,6 +861,12 @@ int wge_process(void *ctx, struct wggwd_item *it)
 	en->peer = pe;
 	en->ep = ep;
 	en->keepalive = pv->ka_conf;
+	/* a live session's packets keep flowing: a knock of a peer already
+	 * there (pushed, or roaming), a renewal */
+	en->keep_ips = p && !p->stale && !afresh && (pe->has & WGGWD_PEER_HAS_ALLOWED_IPS) &&
+		       !memcmp(p->ips, pv->ips, IPS_LEN);
+	if (en->keep_ips)
+		(*e->ips_kept)++;
 	/* no initiation to re-send (a returning client's data packet, a
 	 * revalidation), or one the interface under load would answer with a
 	 * cookie: a peer not on the interface is completed by role inversion

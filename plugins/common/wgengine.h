@@ -89,6 +89,13 @@ struct wge_ent {
 	uint8_t kind;                  /* enum wge_kind */
 	bool zero_first;               /* INSTALL: keepalive through 0 first, so
 	                                * that the interface initiates */
+	bool keep_ips;                 /* INSTALL: the interface has these allowed
+	                                * IPs already: send them without replacing
+	                                * (a replacement is a removal, then adds:
+	                                * a packet between them is dropped; adding
+	                                * a prefix the peer holds changes nothing,
+	                                * and a peer the interface lost gets them
+	                                * back) */
 	uint16_t keepalive;            /* INSTALL, KEEPALIVE */
 	uint8_t key[WGGWD_KEY_LEN];
 	union wggwd_sockaddr ep;       /* INSTALL: AF_UNSPEC = leave it */

@@ -14,6 +14,7 @@
 #include "wgutil.h"
 
 #define CFG_LEN 16
+#define IPS_LEN 8
 #define NS 1000000000ull
 #define MS 1000000ull
 
@@ -23,6 +24,7 @@ enum { K_ITEM, K_RESTORE, K_RETRY };
 struct peer {
 	struct wgt_ent h;
 	uint8_t cfg[CFG_LEN];          /* keyed digest of PSK, IPs, keepalive */
+	uint8_t ips[IPS_LEN];          /* keyed digest of the allowed IPs alone */
 	union wggwd_sockaddr ep;       /* the one we set (AF_UNSPEC: none) */
 	uint16_t keepalive, ka_sent;   /* configured; what the install set */
 	uint8_t origin;                /* enum wggwd_origin */
@@ -57,6 +59,7 @@ struct wge_op_priv {
 	uint16_t ka_conf;
 	uint8_t origin;
 	uint8_t cfg[CFG_LEN];
+	uint8_t ips[IPS_LEN];
 	union wggwd_sockaddr ep;       /* what the table records */
 	uint64_t since_real_ns;
 	bool lease;                    /* expires_at applies (else: none) */
@@ -107,7 +110,7 @@ struct wge {
 	uint64_t *installed, *updated, *unchanged, *removed, *install_failed, *remove_failed,
 		*inverted, *reinjected, *restored, *restore_timeouts, *stall_retries, *dumps,
 		*policy_refused, *expired, *expired_refused, *rearmed, *dumps_deferred,
-		*refused_afresh;
+		*refused_afresh, *ips_kept;
 	int64_t *g_peers, *g_awaiting, *g_leases, *g_dump_ms;
 	uint64_t *shadow[3];           /* install, present, remove (shadow mode) */
 };

@@ -15,7 +15,10 @@
  * reboot) and a sweep's removals run at the kernel's pace. A message the
  * kernel refuses is sent again one entry per message, so every error names
  * its peer. A dump the kernel marks NLM_F_DUMP_INTR (changed while read) is
- * read again.
+ * read again. The kernel precomputes each new peer's static-static DH
+ * inside sendmsg, so a message with OFFLOAD_NEW new peers or more (a
+ * replay, a restore) is sent from the thread pool while the loop goes on;
+ * one knocking client's install is sent at once, on the loop.
  */
 #include "installer_netlink.h"
 
@@ -43,6 +46,7 @@ static const struct wggwd_opt opts[] = {
 
 
 static void pump_set(struct ctx *c);
+static void on_poll(uv_poll_t *h, int status, int events);
 
 /* The kernel may just have spent a while in sendmsg or recvmsg: start
  * the clock from now, not from when the loop last looked at it. */
@@ -87,7 +91,7 @@ static bool put_install(struct ctx *c, struct nlmsghdr *nlh, const struct wge_en
 	size_t len = c->msg_size;
 
 	return mnl_attr_put_u32_check(nlh, len, WGPEER_A_FLAGS,
-				      pe->has & WGGWD_PEER_HAS_ALLOWED_IPS ?
+				      (pe->has & WGGWD_PEER_HAS_ALLOWED_IPS) && !en->keep_ips ?
 				      WGPEER_F_REPLACE_ALLOWEDIPS : 0) &&
 	       mnl_attr_put_check(nlh, len, WGPEER_A_PRESHARED_KEY, WGGWD_KEY_LEN,
 				  pe->has & WGGWD_PEER_HAS_PRESHARED_KEY ? pe->preshared_key : zero) &&
@@ -256,6 +260,8 @@ static void fill(struct ctx *c, struct nlmsghdr *nlh)
 		if (!put_entry(c, nlh, &e, false))
 			return;
 		c->msg[c->msg_n++] = e;
+		if (op->ent[e.idx].kind == WGE_INSTALL && !e.from)
+			c->msg_new++;
 		if (!is_last(&e)) {
 			c->ip_pos = e.to; /* full: the rest goes next */
 			return;
@@ -266,6 +272,54 @@ static void fill(struct ctx *c, struct nlmsghdr *nlh)
 	}
 }
 
+/* The message in sbuf has left (or could not): wait for its answer. */
+static void sent(struct ctx *c, uint32_t seq, uint32_t len, int err)
+{
+	sodium_memzero(c->sbuf, len); /* PSKs */
+	(*c->c_messages)++;
+	if (err) {
+		c->set.seq = 1; /* set_answered clears it */
+		set_answered(c, err, NULL);
+		return;
+	}
+	c->set.seq = seq;
+	arm(c, c->set.timer);
+}
+
+/* thread pool: the kernel applies the message while sendmsg runs */
+static void send_work(void *arg)
+{
+	struct ctx *c = arg;
+
+	c->send_started_ns = c->host->now_ns();
+	c->send_err = send(c->set.fd, c->sbuf, c->send_len, 0) < 0 ? -errno : 0;
+}
+
+static void send_after(void *arg, int status)
+{
+	struct ctx *c = arg;
+
+	c->sending = false;
+	if (status) /* cancelled at shutdown: it did not leave */
+		c->send_err = -ECANCELED;
+	if (c->closed) {
+		sodium_memzero(c->sbuf, c->send_len);
+		if (--c->closing == 0)
+			wge_closed(c->env);
+		return;
+	}
+	if (!status && c->send_started_ns - c->send_queued_ns > POOL_WAIT_NS) {
+		(*c->c_pool_waits)++;
+		c->host->log_limited(c->self, WGGWD_LOG_WARN,
+				     "a SET of %zu peers waited %llu ms for a thread of the pool (busy with other plugins' work: UV_THREADPOOL_SIZE)",
+				     c->msg_n, (unsigned long long)((c->send_started_ns - c->send_queued_ns) / 1000000));
+	}
+	/* the answer may be waiting already: read it on the next poll */
+	uv_poll_start(&c->set.poll, UV_READABLE, on_poll);
+	sent(c, c->send_seq, c->send_len, c->send_err);
+	pump_set(c);
+}
+
 /* Send the next message if the SET socket is free. */
 static void pump_set(struct ctx *c)
 {
@@ -273,17 +327,17 @@ static void pump_set(struct ctx *c)
 	struct nlattr *peers;
 	uint32_t seq, len;
 	ssize_t r;
-	int err;
 
 	if (c->pumping)
 		return; /* the loop below picks up what a callback queued */
 	c->pumping = true;
-	while (!c->set.seq && !c->closed && (c->retry_pos < c->retry_n || c->q_send)) {
+	while (!c->set.seq && !c->sending && !c->closed &&
+	       (c->retry_pos < c->retry_n || c->q_send)) {
 		nlh = msg_begin(c, c->sbuf, c->family, NLM_F_REQUEST | NLM_F_ACK,
 				WG_CMD_SET_DEVICE, WG_GENL_VERSION);
 		mnl_attr_put_strz(nlh, WGDEVICE_A_IFNAME, c->conf->e.interface);
 		peers = nest_start(nlh, c->msg_size, WGDEVICE_A_PEERS);
-		c->msg_n = 0;
+		c->msg_n = c->msg_new = 0;
 		if (c->retry_pos < c->retry_n) {
 			c->msg[0] = c->retry[c->retry_pos++];
 			put_entry(c, nlh, &c->msg[0], true); /* it fitted with others */
@@ -294,17 +348,24 @@ static void pump_set(struct ctx *c)
 		mnl_attr_nest_end(nlh, peers);
 		seq = nlh->nlmsg_seq;
 		len = nlh->nlmsg_len;
-		r = send(c->set.fd, nlh, len, 0);
-		err = r < 0 ? -errno : 0;
-		sodium_memzero(c->sbuf, len); /* PSKs */
-		(*c->c_messages)++;
-		if (err) {
-			c->set.seq = 1; /* set_answered clears it */
-			set_answered(c, err, NULL);
-			continue;
+		if (c->msg_new >= OFFLOAD_NEW) {
+			/* no reading the SET socket meanwhile: the loop is
+			 * the only reader, and the answer is read once the
+			 * send has returned */
+			c->sending = true;
+			c->send_len = len;
+			c->send_seq = seq;
+			c->send_queued_ns = c->send_started_ns = c->host->now_ns();
+			uv_poll_stop(&c->set.poll);
+			if (!c->host->queue_work(c->self, send_work, send_after, c)) {
+				(*c->c_offloaded)++;
+				break;
+			}
+			c->sending = false;
+			uv_poll_start(&c->set.poll, UV_READABLE, on_poll);
 		}
-		c->set.seq = seq;
-		arm(c, c->set.timer);
+		r = send(c->set.fd, nlh, len, 0);
+		sent(c, seq, len, r < 0 ? -errno : 0);
 	}
 	c->pumping = false;
 }
@@ -559,8 +620,10 @@ static void on_poll_closed(uv_handle_t *h)
 	struct nlsock *s = h->data;
 	struct ctx *c = s->c;
 
-	close(s->fd);
-	s->fd = -1;
+	if (s != &c->set || !c->sending) {
+		close(s->fd);
+		s->fd = -1;
+	}
 	if (--c->closing == 0)
 		wge_closed(c->env);
 }
@@ -574,6 +637,8 @@ static void nl_close(void *b)
 	c->host->timer_free(c->get.timer);
 	c->set.timer = c->get.timer = NULL;
 	c->closing = 1; /* held while the closes are started */
+	if (c->sending)
+		c->closing++; /* send_after: the fd stays open until then */
 	if (c->set.polling) {
 		c->closing++;
 		uv_close((uv_handle_t *)&c->set.poll, on_poll_closed);
@@ -621,6 +686,8 @@ static int nl_create(const struct wge_env *env, const void *conf, void **b)
 	c->c_split = env->host->counter(env->self, "messages_split");
 	c->c_dump_restarts = env->host->counter(env->self, "dump_restarts");
 	c->c_foreign = env->host->counter(env->self, "foreign_messages");
+	c->c_offloaded = env->host->counter(env->self, "messages_offloaded");
+	c->c_pool_waits = env->host->counter(env->self, "pool_waits"); /* > POOL_WAIT_NS */
 	*b = c;
 	return 0;
 }

@@ -36,6 +36,12 @@
 #define RBUF_SIZE (64 * 1024)  /* a dump's messages are at most 32 KiB   */
 #define READ_BUDGET 8          /* dump messages read per wakeup          */
 #define MIN_ENTRY 48           /* smallest peer entry (a removal), bytes */
+/* A SET with at least this many new peers is sent from the thread pool:
+ * the kernel precomputes each new peer's static-static DH inside sendmsg
+ * (tens of microseconds each), which the loop should not wait for. A
+ * smaller one (a knocking client's install) is sent at once. */
+#define OFFLOAD_NEW 16
+#define POOL_WAIT_NS 500000000ull /* longer: logged, counted (pool_waits) */
 
 struct conf {
 	struct wge_conf e; /* first: the engine's options */
@@ -90,6 +96,10 @@ struct ctx {
 	uint8_t *sbuf;                    /* may hold PSKs: wiped after send */
 	size_t msg_size;
 	bool ready, closed, pumping;
+	bool sending;                     /* a SET in the thread pool */
+	uint32_t send_len, send_seq;
+	int send_err;
+	uint64_t send_queued_ns, send_started_ns;
 	int closing;
 
 	/* SET side */
@@ -97,13 +107,15 @@ struct ctx {
 	uint32_t ip_pos;                  /* q_send's entry: IPs already sent */
 	struct ent_ref *msg, *retry;
 	size_t msg_n, msg_cap, retry_n, retry_pos;
+	size_t msg_new;                   /* installs in the message, up to OFFLOAD_NEW */
 
 	/* GET side */
 	bool dump_running;
 	int dump_restarts;
 	struct dump d;
 
-	uint64_t *c_errors, *c_messages, *c_split, *c_dump_restarts, *c_foreign;
+	uint64_t *c_errors, *c_messages, *c_split, *c_dump_restarts, *c_foreign, *c_offloaded,
+		 *c_pool_waits;
 };
 
 /* genl.c */

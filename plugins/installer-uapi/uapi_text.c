@@ -323,7 +323,8 @@ void render(struct sbuf *t, const struct wge_op *op)
 			sb_printf(t, "endpoint=%s\n", buf);
 		}
 		if (pe->has & WGGWD_PEER_HAS_ALLOWED_IPS) {
-			sb_printf(t, "replace_allowed_ips=true\n");
+			if (!en->keep_ips)
+				sb_printf(t, "replace_allowed_ips=true\n");
 			for (j = 0; j < pe->n_allowed; j++) {
 				wg_allowed_ip_str(&pe->allowed[j], buf, sizeof(buf));
 				sb_printf(t, "allowed_ip=%s\n", buf);

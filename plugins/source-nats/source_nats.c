@@ -48,9 +48,10 @@
  * {"ok": false, "error": "<reason>"}; more than max_in_flight at once are
  * answered {"ok": false, "error": "busy"}.
  *
- * cnats delivers messages on a thread of its own; they reach the loop
- * through natsconn.c's mailbox (host->post). ACKs are plain publishes on
- * the message's reply subject, made on the loop.
+ * The subscription is synchronous: the loop reads the socket (cnats'
+ * libuv adapter) and takes the messages off the subscription right after
+ * (nc_sub_poll), with no delivery thread and no hand-off per message. ACKs
+ * are plain publishes on the message's reply subject, made on the loop.
  *
  * Counters: received, emitted, acked, naked, terminated, stale, poison
  * (and poison_<why> per kind), refused (the pipeline dropped it), busy,
@@ -478,7 +479,7 @@ static void on_msg(void *owner, natsMsg *m)
 	pm->ks->wq_tail = &pm->wnext;
 	kick(c, pm->ks);
 out:
-	nc_msg_free(m);
+	nc_msg_release(c->nc, m);
 }
 
 static void check_stop(struct ctx *c);
@@ -573,10 +574,9 @@ static void subscribe_work(void *arg)
 		so.Config.Heartbeat = cf->heartbeat_ms * 1000000;
 		so.Config.FlowControl = true;
 	}
-	w->st = js_Subscribe(&w->sub, js, cf->subject, nc_msg_cb, nc_closure(c->nc), &jo, &so,
-			     &w->jerr);
+	/* synchronous: read on the loop (nc_sub_poll), no delivery thread */
+	w->st = js_SubscribeSync(&w->sub, js, cf->subject, &jo, &so, &w->jerr);
 	if (w->st == NATS_OK) {
-		nc_sub_track(c->nc, w->sub);
 		/* the SUB on the deliver subject has reached the server */
 		natsConnection_FlushTimeout(nc_conn(c->nc), jo.Wait);
 		/* which stream it is on, for consumer_check (not fatal) */
@@ -601,8 +601,11 @@ static void subscribe_after(void *arg, int status)
 
 	c->work_busy = false;
 	if (status == 0 && w->st == NATS_OK) {
-		if (c->stopping) {
+		if (c->stopping || nc_sub_poll(c->nc, w->sub)) {
+			nc_sub_unpoll(c->nc, w->sub);
 			natsSubscription_Destroy(w->sub);
+			if (!c->stopping)
+				subscribe_retry(c);
 		} else {
 			c->sub = w->sub;
 			free(c->bound_stream);
@@ -643,6 +646,7 @@ static void subscribe_failed(struct ctx *c, const char *what)
 	c->host->log(c->self, WGGWD_LOG_WARN, "subscribe to %s: %s failed; retrying",
 		     c->conf->subject, what);
 	if (c->sub) {
+		nc_sub_unpoll(c->nc, c->sub);
 		natsSubscription_Destroy(c->sub);
 		c->sub = NULL;
 	}
@@ -676,13 +680,16 @@ static void subscribe(struct ctx *c)
 	if (c->stopping || c->work_busy || !nc_conn(c->nc))
 		return;
 	if (c->conf->mode == MODE_REQUEST) {
+		/* synchronous: read on the loop (nc_sub_poll) */
 		if (c->conf->queue)
-			s = natsConnection_QueueSubscribe(&c->sub, nc_conn(c->nc), c->conf->subject,
-							  c->conf->queue, nc_msg_cb,
-							  nc_closure(c->nc));
+			s = natsConnection_QueueSubscribeSync(&c->sub, nc_conn(c->nc),
+							      c->conf->subject, c->conf->queue);
 		else
-			s = natsConnection_Subscribe(&c->sub, nc_conn(c->nc), c->conf->subject,
-						     nc_msg_cb, nc_closure(c->nc));
+			s = natsConnection_SubscribeSync(&c->sub, nc_conn(c->nc), c->conf->subject);
+		if (s == NATS_OK && nc_sub_poll(c->nc, c->sub)) {
+			natsSubscription_Destroy(c->sub);
+			s = NATS_NO_MEMORY;
+		}
 		if (s != NATS_OK) {
 			c->sub = NULL;
 			c->host->log(c->self, WGGWD_LOG_WARN, "subscribe to %s: %s; retrying",
@@ -691,7 +698,6 @@ static void subscribe(struct ctx *c)
 			subscribe_retry(c);
 			return;
 		}
-		nc_sub_track(c->nc, c->sub);
 		/* ready once the server has the SUB: a request sent after the
 		 * log line must not meet "no responders" */
 		if (nc_flush(c->nc, on_sub_flushed)) {
@@ -809,6 +815,7 @@ static void rebind(struct ctx *c, const char *why)
 	c->cons_seq = 0;
 	c->bridge_next = 0;
 	/* Destroy, not Unsubscribe, keeps the durable */
+	nc_sub_unpoll(c->nc, c->sub);
 	natsSubscription_Destroy(c->sub);
 	c->sub = NULL;
 	c->resubscribe = true;
@@ -1213,6 +1220,7 @@ static void sn_stop(void *ctx)
 	/* Destroy, not Unsubscribe: cnats deletes a consumer it created on
 	 * an explicit unsubscribe, and the durable must stay */
 	if (c->sub) {
+		nc_sub_unpoll(c->nc, c->sub);
 		natsSubscription_Destroy(c->sub);
 		c->sub = NULL;
 	}

@@ -52,6 +52,7 @@ CHECKS = [
     "check: allowed_prefixes [any, ...] and a malformed prefix are refused",
     "fake socket: a dump reply with no blank line is cut at max_reply; the daemon reconnects and its memory stays small",
     "fake socket: installs queued behind a slow one go in one set; a refused batch is sent again one peer a set and only the refused peer fails",
+    "fake socket: a knock of a peer already there with the same allowed IPs sets its endpoint and adds its allowed IPs without replacing them (no window without them); one whose IPs changed has them replaced",
 ]
 
 why = wgnet.missing()
@@ -408,6 +409,39 @@ def batch_checks():
         fake.close()
 
 
+def keep_ips_checks():
+    """Two peers on the interface at start, without endpoint (as after a
+    push); both knock. Same allowed IPs: the set names the endpoint and
+    adds the IPs without replace_allowed_ips (a peer the interface lost
+    would get them back). Other allowed IPs: replaced."""
+    sockdir = f"{tmp}/sockk"
+    os.mkdir(sockdir, 0o700)
+    same, other = wgnet.genkey()[1], wgnet.genkey()[1]
+    fake = FakeUapi(f"{sockdir}/fake2.sock", fail=0,
+                    extra=[(b64hex(same), ["10.9.2.1/32", "fd00:9::21/128"]),
+                           (b64hex(other), ["10.9.2.2/32"])])
+    try:
+        cfg, stats = config("keepips", [same, other], "192.0.2.7:40000",
+                            [(same, ["fd00:9::21/128", "10.9.2.1/32"], ""),
+                             (other, ["10.9.2.3/32"], "")],
+                            {"interface": "fake2", "socket_dir": sockdir, "completion": "inversion"})
+        d = daemon(cfg)
+        got = wait_until(lambda: stat(stats, "wg.updated") >= 2, 5)
+        sets = [r for r in fake.requests if r.startswith("set=1\n")]
+        # each peer's part of the sets (they may go in one)
+        part = lambda key: ["public_key=" + p for r in sets for p in r.split("public_key=")  # noqa: E731
+                            if p.startswith(b64hex(key))]
+        s_same, s_other = part(same), part(other)
+        ok(got and s_same and s_other and stat(stats, "wg.ips_kept") == 1
+           and "endpoint=192.0.2.7:40000" in s_same[0] and "replace_allowed_ips" not in s_same[0]
+           and "allowed_ip=fd00:9::21/128\nallowed_ip=10.9.2.1/32" in s_same[0]
+           and "replace_allowed_ips=true\nallowed_ip=10.9.2.3/32" in s_other[0],
+           CHECKS[29], (read_stats(stats), sets, d.output()[-2000:]))
+        d.stop()
+    finally:
+        fake.close()
+
+
 # -------------------------------------------------------------------- policy
 
 def b64hex(key):
@@ -590,6 +624,7 @@ try:
     wide_checks(real_checks())
     fake_checks()
     batch_checks()
+    keep_ips_checks()
     failure_checks()
     policy_checks()
     max_reply_checks()

@@ -36,6 +36,20 @@ stat_of() { # counter name -> its value in $STATS (0 if absent)
 	so_v=$(grep "\"$1\":" "$STATS" 2>/dev/null | sed 's/.*: *//; s/,.*//')
 	echo "${so_v:-0}"
 }
+stat_ge() { # counter value: true if $STATS has it at value or more; no
+	# fork (a bench polls it while it measures, and a fork under TCG
+	# costs milliseconds of the vCPU it measures)
+	while IFS= read -r sg_l; do
+		case $sg_l in
+		*"\"$1\":"*)
+			sg_l=${sg_l#*: }
+			[ "${sg_l%%,*}" -ge "$2" ] 2>/dev/null
+			return
+			;;
+		esac
+	done <"$STATS"
+	return 1
+}
 pct() { # file p: the p-th percentile of its numbers (nearest rank, as bench/jit.py)
 	sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END {
 		i = int(p / 100 * (NR - 1) + 0.5) + 1; if (i > NR) i = NR; print v[i] }'

@@ -280,6 +280,25 @@ check "restart: the client's knock is an unchanged install (unchanged $(stat_of 
 	test $prc = 0 -a "$(stat_of wg0.unchanged)" = 1 -a "$(stat_of wg0.installed)" = 0 -a "$(stat_of wg0.updated)" = 0
 stop_wggwd
 
+# The same peer with another endpoint (a roaming client, a pushed peer):
+# the knock sets the endpoint and leaves the allowed IPs alone. Replacing
+# them is a removal then adds: the client's first data packet, arriving
+# between them, is dropped as from an unallowed source.
+gw wg set wg0 peer "$CL_PUB" endpoint 192.0.2.99:9
+ips0=$(gw wg show wg0 allowed-ips)
+if start_wggwd /tmp/gw.yaml; then
+	knock
+	wait_for 20 sh -c "grep -q '\"wg0.updated\": 1' $STATS"
+	same=no
+	[ "$(gw wg show wg0 allowed-ips)" = "$ips0" ] && same=yes
+	check "an endpoint-only update leaves the allowed IPs in place (updated $(stat_of wg0.updated), ips_kept $(stat_of wg0.ips_kept), ping $prc, allowed IPs as before: $same)" \
+		sh -c "[ $prc = 0 ] && [ '$(stat_of wg0.updated)' = 1 ] && [ '$(stat_of wg0.ips_kept)' = 1 ] && [ $same = yes ]"
+	stop_wggwd
+else
+	nok "wggwd started again"
+	show_log 10
+fi
+
 # --------------------------------------------------- completion: reinject
 gw wg set wg0 peer "$CL_PUB" remove
 conf /tmp/re.yaml "
@@ -403,6 +422,9 @@ if [ -x $W/netlink-bench ]; then
 		test $nrc = 0
 	check "... and the gateway's wg0 holds only the client again" \
 		test "$(gw wg show wg0 peers)" = "$CL_PUB"
+	off=$(awk '$1 == "install_remove_offloaded_2e3" { print $2 }' /tmp/nb.out)
+	check "... its big SET messages were sent from the thread pool (messages_offloaded ${off:-none})" \
+		test "${off:-0}" -gt 0
 	$W/netlink-bench wide $W/plugins/installer-netlink.so 300 64 interface=wg0 netns=gw \
 		>/tmp/nw.out 2>&1
 	nrc=$?
