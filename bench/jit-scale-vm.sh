@@ -56,23 +56,7 @@ done
 echo ']' >>$T/peers.json
 
 g=sg c=sc u=192.168.63 t=10.63.0
-$IP netns add $g && $IP netns add $c || { out "error_setup 1 netns"; exit 1; }
-$IP link add v$g type veth peer name v$c
-$IP link set v$g netns $g
-$IP link set v$c netns $c
-for ns in $g $c; do $IP -n $ns link set lo up; done
-$IP -n $g addr add $u.1/24 dev v$g
-$IP -n $c addr add $u.2/24 dev v$c
-$IP -n $g link set v$g up
-$IP -n $c link set v$c up
-$IP -n $g link add wg0 type wireguard
-$IP netns exec $g wg set wg0 private-key $W/vm/keys/gw.key listen-port 51820
-$IP -n $g addr add $t.1/24 dev wg0
-$IP -n $g link set wg0 up
-$IP -n $c link add wg0 type wireguard
-$IP netns exec $c wg set wg0 private-key $T/keys/0.key listen-port 40000 \
-	peer "$(cat $W/vm/keys/gw.pub)" endpoint $u.1:51820 allowed-ips $t.0/24
-$IP -n $c link set wg0 up
+vm_pair $g $c $u $t $T/keys/0.key || { out "error_setup 1 netns"; exit 1; }
 cat >$T/gw.yaml <<EOF
 log_level: warn
 control_socket: $T/gw.ctl

@@ -53,23 +53,7 @@ done
 # gw ns, client ns, underlay /24, tunnel /24
 setup() { # g c underlay tunnel
 	g=$1 c=$2 u=$3 t=$4
-	$IP netns add $g && $IP netns add $c || return 1
-	$IP link add v$g type veth peer name v$c || return 1
-	$IP link set v$g netns $g
-	$IP link set v$c netns $c
-	for ns in $g $c; do $IP -n $ns link set lo up; done
-	$IP -n $g addr add $u.1/24 dev v$g
-	$IP -n $c addr add $u.2/24 dev v$c
-	$IP -n $g link set v$g up
-	$IP -n $c link set v$c up
-	$IP -n $g link add wg0 type wireguard
-	$IP netns exec $g wg set wg0 private-key $W/vm/keys/gw.key listen-port 51820
-	$IP -n $g addr add $t.1/24 dev wg0
-	$IP -n $g link set wg0 up
-	$IP -n $c link add wg0 type wireguard
-	$IP netns exec $c wg set wg0 private-key $T/keys/$g.0.key listen-port 40000 \
-		peer "$(cat $W/vm/keys/gw.pub)" endpoint $u.1:51820 allowed-ips $t.0/24
-	$IP -n $c link set wg0 up
+	vm_pair $g $c $u $t $T/keys/$g.0.key || return 1
 	# the peers file: every client key with its own tunnel address
 	i=0 sep=""
 	printf '[' >$T/$g.json

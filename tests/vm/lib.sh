@@ -54,4 +54,26 @@ pct() { # file p: the p-th percentile of its numbers (nearest rank, as bench/jit
 	sort -n "$1" | awk -v p="$2" '{ v[NR] = $1 } END {
 		i = int(p / 100 * (NR - 1) + 0.5) + 1; if (i > NR) i = NR; print v[i] }'
 }
-out() { echo "BENCH $*"; } # a bench's `name value unit` line
+out() { echo "BENCH $*"; }
+vm_pair() { # g c underlay tunnel client-key: a gateway and a client namespace,
+	# a veth between (underlay .1 and .2 of a /24), a kernel wg0 in each: the
+	# gateway's with the VM's key on port 51820 and tunnel .1, the client's
+	# with client-key, the gateway as its peer
+	$IP netns add $1 && $IP netns add $2 || return 1
+	$IP link add v$1 type veth peer name v$2 || return 1
+	$IP link set v$1 netns $1
+	$IP link set v$2 netns $2
+	for vp_ns in $1 $2; do $IP -n $vp_ns link set lo up; done
+	$IP -n $1 addr add $3.1/24 dev v$1
+	$IP -n $2 addr add $3.2/24 dev v$2
+	$IP -n $1 link set v$1 up
+	$IP -n $2 link set v$2 up
+	$IP -n $1 link add wg0 type wireguard
+	$IP netns exec $1 wg set wg0 private-key $W/vm/keys/gw.key listen-port 51820
+	$IP -n $1 addr add $4.1/24 dev wg0
+	$IP -n $1 link set wg0 up
+	$IP -n $2 link add wg0 type wireguard
+	$IP netns exec $2 wg set wg0 private-key "$5" listen-port 40000 \
+		peer "$(cat $W/vm/keys/gw.pub)" endpoint $3.1:51820 allowed-ips $4.0/24
+	$IP -n $2 link set wg0 up
+} # a bench's `name value unit` line
