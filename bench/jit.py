@@ -11,9 +11,9 @@ first initiation to a working tunnel. Prints `name value unit` lines.
 The honest baseline (issue #17): the same kind of fresh client through a
 gateway that has its peer installed ahead of time with no endpoint (as
 after a push), the daemon running with the same stages. For resolver-static
-and for resolver-http against a local HTTP API (tests/integration/
-http_api.py, in the gateway's namespace), a JIT gateway and a pre-installed
-one are built side by side and their clients ping in turns (one JIT, one
+and for resolver-http against a local HTTP API (in the gateway's
+namespace: below), a JIT gateway and a pre-installed one are built side
+by side and their clients ping in turns (one JIT, one
 pre-installed), so that the machine's noise falls on both alike:
 jit_{p50,p99}_ms_{static,http}, preinstalled_{p50,p99}_ms_{static,http},
 jit_vs_preinstalled_{p50,p99}_{static,http} (goal: <= 1.2 at p50, <= 1.5
@@ -47,6 +47,16 @@ same per install, live: `wggwd ctl --json why KEY` (timeline: decoded_ms,
 resolved_ms, installed_ms, handshake_ms) and the histograms
 wggwd_handshake_duration_seconds / wggwd_handshake_after_install_seconds.
 
+The HTTP API (JIT_HTTP_SERVER): c (default), bench/cp_http.c (cp-http,
+built with the daemon: one epoll loop, keep-alive, answers made ahead), a
+control plane's speed; python, tests/integration/http_api.py (a thread per
+connection; about 0.5 ms an answer on a quiet machine). With http: the
+JIT gateway's API's answer time as a keep-alive client at knock pace sees
+it, http_api_answer_us_<server> and http_api_answer_p99_us_<server> (curl,
+30 GETs at 25/s), and the connections and requests resolver-http made to
+it, http_api_connections_<server> and http_api_requests_<server> (one
+connection, kept alive, is the expected).
+
 The side-by-side and breakdown gateways each have one client that takes a
 fresh key for every knock (rekeyed()), not a wireguard-go per knock: every
 wireguard-go holds an inotify instance and root has 128 in all
@@ -68,6 +78,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
@@ -79,6 +90,9 @@ N_NONE = int(os.environ.get("JIT_N_NONE", "6"))
 N_PRE = int(os.environ.get("JIT_PRE_N", "100"))  # p99 of 100: the second slowest
 N_BD = int(os.environ.get("JIT_BD_N", "20"))
 NOISE_OPTS = os.environ.get("JIT_NOISE_OPTS", "")  # e.g. "threads: 0" (flow style)
+CP_HTTP = os.path.join(BUILD, "plugins", "resolver-http", "cp-http")
+HTTP_SERVER = os.environ.get("JIT_HTTP_SERVER", "c")  # c (bench/cp_http.c) or python
+API_PROBE_N = 30  # api_answer_us's GETs
 CAPTURE = len(sys.argv) == 3 and sys.argv[1] == "--capture"
 tmp = None if CAPTURE else tempfile.mkdtemp(prefix="wggwd-bench-jit-")
 if tmp and not os.environ.get("JIT_KEEP"):  # JIT_KEEP=1: keep the logs and captures
@@ -131,19 +145,67 @@ def stop(p):
     p.wait()
 
 
+# the python one: tests/integration/http_api.py, counting its connections;
+# both print their URL, and when their stdin closes `connections N requests N`
+PY_API = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from http_api import Api
+a = Api()
+a.answers = json.load(open(sys.argv[2]))
+conns, accept = [0], a.srv.process_request
+def counted(req, addr):
+    conns[0] += 1
+    accept(req, addr)
+a.srv.process_request = counted
+print(a.url(), flush=True)
+sys.stdin.read()
+print(f"connections {conns[0]} requests {a.count()}", flush=True)
+"""
+
+
 def start_api(ns, clients):
-    """The test HTTP API inside ns, answering each client's key; (Popen, url)."""
+    """The control plane's HTTP API inside ns, answering each client's key
+    (JIT_HTTP_SERVER: c, bench/cp_http.c, or python); (Popen, url)."""
     answers = os.path.join(tmp, f"api-{ns}.json")
     with open(answers, "w") as f:
         json.dump({c.pub: {"public_key": c.pub, "allowed_ips": [f"{c.tunnel_ip}/32"]}
                    for c in clients}, f)
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from http_api import Api; "
-            "a = Api(); a.answers = json.load(open(sys.argv[2])); print(a.url(), flush=True); "
-            "sys.stdin.read()")
-    p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code,
-                          os.path.join(ROOT, "tests", "integration"), answers],
+    if HTTP_SERVER == "c":
+        cmd = [CP_HTTP, answers]
+    else:
+        cmd = [sys.executable, "-c", PY_API, os.path.join(ROOT, "tests", "integration"), answers]
+    p = subprocess.Popen(["ip", "netns", "exec", ns] + cmd,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     return p, p.stdout.readline().strip()
+
+
+def stop_api(p):
+    """Stops an API of start_api() (closes its stdin): {connections,
+    requests} it served."""
+    try:
+        out, _ = p.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+    w = out.split()
+    return {w[i]: int(w[i + 1]) for i in range(0, len(w) - 1, 2) if w[i + 1].isdigit()}
+
+
+def api_answer_us(ns, url, key, n=API_PROBE_N):
+    """The API's answer time as a keep-alive client at knock pace sees it
+    (curl, n GETs of key, 25/s, in ns): (p50, p99) in us, the first (its
+    connect) left out; None without curl."""
+    if not shutil.which("curl"):
+        return None
+    u = url.replace("{public_key}", urllib.parse.quote(key, safe=""))
+    args = []
+    for _ in range(n):
+        args += ["-o", "/dev/null", u]
+    p = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "--rate", "25/s",
+                        "-w", "%{time_total}\\n"] + args, capture_output=True, text=True)
+    t = [float(x) * 1e6 for x in p.stdout.split()[1:]]
+    return (pct(t, 50), pct(t, 99)) if t else None
 
 
 def first_ping_ms(ns, addr, timeout=15):
@@ -207,15 +269,19 @@ def take_key(net, topo, i):
 
 def side_by_side(net, resolver, n, tag):
     """A JIT gateway and a pre-installed one (peers without endpoint), the
-    same daemon on both; their clients knock in turns. (jit, pre) ms."""
+    same daemon on both; their clients knock in turns. (jit, pre) ms, and
+    for http the JIT gateway's API: its answer time (api_answer_us) and the
+    connections and requests the daemon made to it."""
     jit = rekeyed(net, n, f"10.{tag}.0", f"10.{tag + 1}.0", False)
     pre = rekeyed(net, n, f"10.{tag + 2}.0", f"10.{tag + 3}.0", True)
-    apis, daemons = [], []
+    apis, daemons, api = [], [], {}
     for name, topo in (("jit", jit), ("pre", pre)):
         url = None
         if resolver == "http":
-            api, url = start_api(topo.gw_ns, topo.keys)
-            apis.append(api)
+            p, url = start_api(topo.gw_ns, topo.keys)
+            apis.append(p)
+            if topo is jit:
+                api["answer_us"] = api_answer_us(topo.gw_ns, url, topo.keys[0].pub)
         daemons.append(start_daemon(net, topo, "reinject", f"{name}-{resolver}", resolver, url))
     tj, tp = [], []
     for i in range(n):
@@ -223,9 +289,15 @@ def side_by_side(net, resolver, n, tag):
         order = ((jit, tj), (pre, tp)) if i % 2 == 0 else ((pre, tp), (jit, tj))
         for topo, out in order:
             out.append(first_ping_ms(take_key(net, topo, i).ns, topo.gw_tunnel_ip))
-    for p in daemons + apis:
+    for p in daemons:
         stop(p)
-    return tj, tp
+    for i, p in enumerate(apis):
+        got = stop_api(p)
+        if i == 0 and got:  # the JIT gateway's, less api_answer_us's (one connection)
+            probe = api["answer_us"] is not None
+            api["connections"] = got.get("connections", 0) - probe
+            api["requests"] = got.get("requests", 0) - API_PROBE_N * probe
+    return tj, tp, api
 
 
 # ------------------------------------------------------------- breakdown
@@ -340,8 +412,10 @@ def breakdown(net, n, tag):
         starts.append(time.time_ns())
         time.sleep(1.2)  # the daemon reads the first handshakes once a second
         why = {k.pub: why_timeline(d, k.pub) for k in topo.keys} if kind != "pre" else {}
-        for p in (cap, d) + ((api,) if api else ()):
+        for p in (cap, d):
             stop(p)
+        if api:
+            stop_api(api)
         rows = read_capture(path)
         pre = "http_" if kind == "http" else ""
         tl = timeline(d.logpath)
@@ -385,6 +459,10 @@ def main():
     res = {}
     only = os.environ.get("JIT_ONLY", "")  # development: a comma list of parts
     want = lambda part: not only or part in only.split(",")  # noqa: E731
+    if HTTP_SERVER not in ("c", "python"):
+        sys.exit(f"bench jit: JIT_HTTP_SERVER is c or python, not {HTTP_SERVER!r}")
+    if HTTP_SERVER == "c" and (want("http") or want("breakdown")) and not os.access(CP_HTTP, os.X_OK):
+        sys.exit(f"bench jit: no {CP_HTTP} (ninja -C {BUILD}), or JIT_HTTP_SERVER=python")
     if want("modes"):
         with wgnet.Net("bj") as net:
             res["reinject"] = sequential(net, "reinject", N, 150)
@@ -418,13 +496,19 @@ def main():
         if not want(resolver):
             continue
         with wgnet.Net("bj") as net:
-            tj, tp = side_by_side(net, resolver, N_PRE, tag)
+            tj, tp, api = side_by_side(net, resolver, N_PRE, tag)
         for p in (50, 99):
             print(f"jit_p{p}_ms_{resolver} {pct(tj, p):.2f} ms")
             print(f"preinstalled_p{p}_ms_{resolver} {pct(tp, p):.2f} ms")
         for p in (50, 99):
             print(f"jit_vs_preinstalled_p{p}_{resolver} {pct(tj, p) / pct(tp, p):.2f} x")
         print(f"preinstalled_clients_{resolver} {len(tp)} clients", flush=True)
+        if api.get("answer_us"):  # which API: in the names (JIT_HTTP_SERVER)
+            print(f"http_api_answer_us_{HTTP_SERVER} {api['answer_us'][0]:.0f} us")
+            print(f"http_api_answer_p99_us_{HTTP_SERVER} {api['answer_us'][1]:.0f} us")
+        if "connections" in api:
+            print(f"http_api_connections_{HTTP_SERVER} {api['connections']} connections")
+            print(f"http_api_requests_{HTTP_SERVER} {api['requests']} requests", flush=True)
     if want("breakdown"):
         with wgnet.Net("bj") as net:
             bd = breakdown(net, N_BD, 168)

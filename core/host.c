@@ -271,6 +271,7 @@ struct wggwd_timer {
 	struct wggwd_inst *in;
 	wggwd_fn cb;
 	void *arg;
+	struct wggwd_timer *nt_next, **nt_pprev; /* on next_turn (NULL: not) */
 };
 
 static void on_timer(uv_timer_t *h)
@@ -278,6 +279,81 @@ static void on_timer(uv_timer_t *h)
 	struct wggwd_timer *t = h->data;
 
 	t->cb(t->arg);
+}
+
+/*
+ * A timer of 0 ms (no repeat) fires on the next loop turn, after the
+ * turn's I/O: a plugin that works in slices (a dump of 10^5 peers) serves
+ * a knock between two. libuv's own 0 ms timer does not do that before
+ * 1.48: one restarted from its callback fires again in the same pass of
+ * the timers (libuv#4245), the slices back to back. Here the idle handle
+ * keeps the poll from blocking (and the loop alive, as a timer would)
+ * while any wait, and the check handle, which runs right after the poll,
+ * fires those that were waiting when it began (one started meanwhile
+ * waits for the next turn).
+ */
+static struct {
+	uv_idle_t idle;
+	uv_check_t check;
+	bool init;
+	struct wggwd_timer *head;
+} next_turn;
+
+static void nt_unlink(struct wggwd_timer *t)
+{
+	if (!t->nt_pprev)
+		return;
+	*t->nt_pprev = t->nt_next;
+	if (t->nt_next)
+		t->nt_next->nt_pprev = t->nt_pprev;
+	t->nt_next = NULL;
+	t->nt_pprev = NULL;
+}
+
+static void nt_push(struct wggwd_timer **head, struct wggwd_timer *t)
+{
+	t->nt_next = *head;
+	if (*head)
+		(*head)->nt_pprev = &t->nt_next;
+	*head = t;
+	t->nt_pprev = head;
+}
+
+static void on_idle(uv_idle_t *h)
+{
+	(void)h;
+}
+
+static void on_next_turn(uv_check_t *h)
+{
+	struct wggwd_timer *batch = next_turn.head, *t;
+
+	(void)h;
+	next_turn.head = NULL;
+	if (batch)
+		batch->nt_pprev = &batch;
+	while ((t = batch)) { /* a callback may stop, free or start others */
+		nt_unlink(t);
+		t->cb(t->arg);
+	}
+	if (!next_turn.head) {
+		uv_idle_stop(&next_turn.idle);
+		uv_check_stop(&next_turn.check);
+	}
+}
+
+static void nt_start(struct wggwd_timer *t)
+{
+	if (t->nt_pprev)
+		return; /* waiting already */
+	if (!next_turn.init) {
+		uv_idle_init(host_services.loop, &next_turn.idle);
+		uv_check_init(host_services.loop, &next_turn.check);
+		next_turn.init = true;
+	}
+	nt_push(&next_turn.head, t);
+	uv_idle_start(&next_turn.idle, on_idle);
+	uv_check_start(&next_turn.check, on_next_turn);
 }
 
 
@@ -306,6 +382,12 @@ static struct wggwd_timer *h_timer_new(struct wggwd_inst *in, wggwd_fn cb, void 
 
 static void h_timer_start(struct wggwd_timer *t, uint64_t timeout, uint64_t repeat)
 {
+	if (!timeout && !repeat) {
+		uv_timer_stop(&t->h);
+		nt_start(t);
+		return;
+	}
+	nt_unlink(t);
 	/* the loop's cached time is from the start of this iteration: after a
 	 * long callback the timer would fire early */
 	uv_update_time(t->h.loop);
@@ -314,13 +396,16 @@ static void h_timer_start(struct wggwd_timer *t, uint64_t timeout, uint64_t repe
 
 static void h_timer_stop(struct wggwd_timer *t)
 {
+	nt_unlink(t);
 	uv_timer_stop(&t->h);
 }
 
 static void h_timer_free(struct wggwd_timer *t)
 {
-	if (t)
-		uv_close((uv_handle_t *)&t->h, on_timer_closed);
+	if (!t)
+		return;
+	nt_unlink(t);
+	uv_close((uv_handle_t *)&t->h, on_timer_closed);
 }
 
 /* ----------------------------------------------------------- thread pool */
@@ -620,4 +705,10 @@ void host_shutdown(void)
 	pthread_mutex_unlock(&post_lock);
 	on_post(&post_async); /* run what was posted before the door shut */
 	uv_close((uv_handle_t *)&post_async, NULL);
+	if (next_turn.init) {
+		uv_close((uv_handle_t *)&next_turn.idle, NULL);
+		uv_close((uv_handle_t *)&next_turn.check, NULL);
+		next_turn.init = false;
+		next_turn.head = NULL;
+	}
 }

@@ -39,6 +39,7 @@ struct conn {
 
 struct scrape {
 	struct conn *c;
+	bool dumped;   /* it dumped the interfaces (see pace) */
 };
 
 static struct {
@@ -189,6 +190,17 @@ json_t *ready_json(bool *ready)
 
 /* --------------------------------------------------------------- metrics */
 
+/* The peers gauges come from a dump of each interface, which on a large
+ * one holds installs back while it runs (wireguard-go serialises its
+ * requests): a scrape starts one only if the last took at most 1% of the
+ * time since (at most PACE_MAX_NS between two), else it reports the
+ * counts of the last (as the heartbeat). One that never answers holds
+ * the next back PACE_MAX_NS at most. */
+#define PACE_MAX_NS (60 * 1000000000ull)
+static struct {
+	uint64_t t0, next_ns;
+} pace;
+
 static void on_scrape_dump(void *arg, struct wggwd_inst *in, const char *ifname, int status,
 			   const struct wggwd_peer_state *peers, size_t n, size_t stride)
 {
@@ -204,6 +216,11 @@ static void on_scrape_done(void *arg)
 	size_t len = 0;
 	FILE *f;
 
+	if (s->dumped) {
+		uint64_t now = now_mono_ns(), wait = (now - pace.t0) * 100;
+
+		pace.next_ns = now + (wait < PACE_MAX_NS ? wait : PACE_MAX_NS);
+	}
 	if (s->c) {
 		s->c->scrape = NULL;
 		f = open_memstream(&text, &len);
@@ -242,6 +259,13 @@ static void route(struct conn *c)
 		s->c = c;
 		c->scrape = s;
 		/* the peers gauges from the interfaces, then the text */
+		if (now_mono_ns() < pace.next_ns) {
+			on_scrape_done(s);
+			return;
+		}
+		s->dumped = true;
+		pace.t0 = now_mono_ns();
+		pace.next_ns = pace.t0 + PACE_MAX_NS; /* one at a time */
 		if (observe_dump_all(on_scrape_dump, on_scrape_done, s) < 0)
 			on_scrape_done(s);
 		return;

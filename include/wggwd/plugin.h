@@ -6,8 +6,8 @@
  * One stage per shared object. The object exports exactly one symbol,
  * `wggwd_plugin` (a struct wggwd_plugin), filled with WGGWD_PLUGIN_DEFINE().
  *
- * ABI 2.1 (2.1: WGGWD_ITEM_REFUSED). Compatibility rules (checked by the
- * loader):
+ * ABI 2.2 (2.1: WGGWD_ITEM_REFUSED; 2.2: ops.dump_slices). Compatibility
+ * rules (checked by the loader):
  *   - abi_major must equal the host's WGGWD_ABI_MAJOR (1.x is refused);
  *   - abi_minor must be <= the host's WGGWD_ABI_MINOR;
  *   - structs only ever grow at the end, and every struct that crosses
@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 #define WGGWD_ABI_MAJOR 2
-#define WGGWD_ABI_MINOR 1
+#define WGGWD_ABI_MINOR 2
 
 #define WGGWD_EXPORT __attribute__((visibility("default")))
 #ifdef __cplusplus
@@ -422,6 +422,8 @@ typedef void (*wggwd_status_cb)(void *arg, int status);
 typedef void (*wggwd_dump_cb)(void *arg, int status,
 			      const struct wggwd_peer_state *peers, size_t n,
 			      size_t stride);
+/* A dump callback's status (ops.dump_slices): a slice, more follow. */
+#define WGGWD_DUMP_MORE 1
 typedef void (*wggwd_fn)(void *arg);
 
 struct wggwd_host;
@@ -530,6 +532,15 @@ struct wggwd_ops {
 	 * the stage does not know. args and the reply are JSON text. */
 	int (*command)(void *ctx, struct wggwd_cmd *cmd, const char *verb,
 		       const char *args);
+
+	/* installer, optional (2.2; check with WGGWD_HAS first): as dump,
+	 * but the peers come in slices with the loop serving other events
+	 * in between, so that judging 10^5 peers never holds up a knocking
+	 * client: cb(arg, WGGWD_DUMP_MORE, slice, n, stride) for each slice,
+	 * then cb(arg, 0, NULL, 0, stride) once at the end; or, instead of
+	 * what is left, once with -errno (forget the slices seen). Each
+	 * slice is valid during its callback only. */
+	int (*dump_slices)(void *ctx, wggwd_dump_cb cb, void *arg);
 };
 
 /* A handle on the installer serving a stage's pipeline. */

@@ -35,6 +35,11 @@
  * many bytes (wiped already; otherwise kept until then, or the stop) */
 #define NC_DEAD_BATCH 64
 #define NC_DEAD_BYTES (256 * 1024)
+/* cnats' socket buffers (its default: 32 KiB). A burst of pushed messages
+ * is read this much a loop turn, so the store commits and fsyncs them as
+ * one group (about 100 at 32 KiB; the commit's cost grows much slower
+ * than its size), and their ACKs go out in fewer writes. */
+#define NC_IO_BUF (256 * 1024)
 
 enum ev_type { EV_MSG, EV_DISCONNECTED, EV_RECONNECTED, EV_CLOSED, EV_ERROR, EV_SUB_DONE };
 
@@ -314,7 +319,7 @@ void nc_msg_release(struct nc *n, natsMsg *m)
  * on the polled (synchronous) subscriptions. Only the loop reads the
  * socket, so nothing is left behind until its next read. Then the
  * released messages are destroyed together: NC_DEAD_BATCH of them (a
- * busy push reads about one message a turn) or NC_DEAD_BYTES. */
+ * slow push reads about one message a turn) or NC_DEAD_BYTES. */
 static void on_check(uv_check_t *h)
 {
 	struct nc *n = h->data;
@@ -766,6 +771,7 @@ static int build_opts(struct nc *n)
 	TRY(natsOptions_SetReconnectWait(n->opts, cf->reconnect_wait_ms), "reconnect_wait");
 	TRY(natsOptions_SetCustomReconnectDelay(n->opts, reconnect_delay, n->link), "reconnect_wait");
 	TRY(natsOptions_SetReconnectBufSize(n->opts, (int)cf->reconnect_buf), "reconnect_buf");
+	TRY(natsOptions_SetIOBufSize(n->opts, NC_IO_BUF), "buffers");
 	TRY(natsOptions_SetPingInterval(n->opts, cf->ping_interval_ms), "ping_interval");
 	TRY(natsOptions_SetMaxPingsOut(n->opts, 2), "ping_interval");
 	TRY(natsOptions_SetDisconnectedCB(n->opts, on_disconnected, n->link), "callbacks");

@@ -922,6 +922,7 @@ void wge_stop(void *ctx)
 	}
 	e->env.host->timer_stop(e->poll);
 	e->env.host->timer_stop(e->lease_timer);
+	wge_judge_cancel(e);
 	while ((w = e->cur ? e->cur : e->wait)) {
 		if (w == e->cur)
 			e->cur = w->next;

@@ -156,7 +156,9 @@ void wge_found(const struct wge_env *env, const struct wggwd_peer_state *ps,
 
 void wge_op_done(const struct wge_env *env, struct wge_op *op);
 /* peers: n entries of sizeof(struct wggwd_peer_state); the engine fills
- * size, origin and installed_ns. */
+ * size, origin and installed_ns. The array must stay as it is until the
+ * backend's next dump, close or destroy: the engine judges it in slices,
+ * after this returns. */
 void wge_dump_done(const struct wge_env *env, int err, struct wggwd_peer_state *peers,
 		   size_t n);
 /* The interface may have lost every peer (wireguard-go restarted). */
@@ -178,6 +180,7 @@ void wge_stop(void *ctx);
 void wge_destroy(void *ctx);
 int wge_device(void *ctx, struct wggwd_device *dev);
 int wge_dump(void *ctx, wggwd_dump_cb cb, void *arg);
+int wge_dump_slices(void *ctx, wggwd_dump_cb cb, void *arg);
 /* What the engine knows of one peer, from its table (no I/O): the
  * endpoint, last handshake and traffic as of the last dump. */
 int wge_peer(void *ctx, const uint8_t key[WGGWD_KEY_LEN], struct wggwd_peer_state *ps);
@@ -214,7 +217,8 @@ int wge_peer(void *ctx, const uint8_t key[WGGWD_KEY_LEN], struct wggwd_peer_stat
 		.validate = P##_validate, .link = wge_link, .start = wge_start, \
 		.process = wge_process, .stop = wge_stop,                       \
 		.destroy = wge_destroy, .device = wge_device, .dump = wge_dump, \
-		.peer = wge_peer, .preflight = P##_preflight };                 \
+		.peer = wge_peer, .preflight = P##_preflight,                   \
+		.dump_slices = wge_dump_slices };                               \
 	WGGWD_PLUGIN_DEFINE(.name = NAME, .version = WGGWD_VERSION,             \
 			    .license = "MIT", .description = DESC,              \
 			    .kind = WGGWD_INSTALLER, .in = WGGWD_MSG_PEER,      \

@@ -15,7 +15,8 @@
  * installs does not starve it), and the sets that arrive meanwhile go
  * first. A dump that has started is not interrupted: how often dumps run
  * is their callers' part (evictor-idle stretches its interval with the
- * dump's cost; the restore poll below does too).
+ * dump's cost; the restore poll below does too). What a dump tells is
+ * judged in slices, a loop turn each (see judge()).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -64,79 +65,186 @@ void wge_seen(struct peer *p, const struct wggwd_peer_state *ps)
 	p->tx_bytes = ps->tx_bytes;
 }
 
-struct sweep_arg {
-	struct wge *e;
-	uint32_t mark;
-};
-
 /* Listed by no dump though installed before it started: removed by
  * someone else; forget it, so that it is installed again when asked. */
 static bool gone(void *arg, struct wgt_ent *h)
 {
-	struct sweep_arg *a = arg;
+	struct wge *e = arg;
 	struct peer *p = (struct peer *)h;
 	char k[WG_KEY_B64_LEN];
 
-	if (p->mark == a->mark || p->gen > a->e->dump_gen)
+	if (p->mark == e->mark || p->gen > e->dump_gen)
 		return false;
-	a->e->env.host->log(a->e->env.self, WGGWD_LOG_DEBUG, "peer %s is no longer on %s; forgetting it",
-			    b64(k, p->h.key), a->e->env.conf->interface);
+	e->env.host->log(e->env.self, WGGWD_LOG_DEBUG, "peer %s is no longer on %s; forgetting it",
+			 b64(k, p->h.key), e->env.conf->interface);
 	return true;
 }
 
-/* What a dump tells: handshakes done (put the keepalive back), handshakes
- * not done (retry, or give up waiting), peers gone (forget them). */
-static void observe(struct wge *e, const struct wggwd_peer_state *v, size_t n)
+/* One peer of a dump: what the engine knows of it goes in (origin,
+ * install time); if it is ours, what the dump tells: a handshake done
+ * (put the keepalive back: into *op, made with room for *cap), not done
+ * (retry, or give up waiting). */
+static void observe(struct wge *e, struct wggwd_peer_state *ps, uint64_t now,
+		    struct wge_op **op, size_t *cap)
 {
 	const struct wge_conf *cf = e->env.conf;
-	struct sweep_arg a = { e, ++e->mark };
-	struct wge_op *op = wge_restore_op(e->nawaiting);
-	uint64_t now = e->env.host->now_ns();
+	struct peer *p = wgt_get(&e->peers, ps->public_key);
 	char k[WG_KEY_B64_LEN];
-	size_t i;
+	uint64_t hs;
+	bool done, late;
 
-	for (i = 0; i < n; i++) {
-		struct peer *p = wgt_get(&e->peers, v[i].public_key);
-		uint64_t hs;
-		bool done, late;
-
-		if (!p)
-			continue;
-		p->mark = a.mark;
-		wge_seen(p, &v[i]);
-		if (!p->awaiting || p->restoring)
-			continue;
-		hs = (uint64_t)v[i].last_handshake_sec * NS + v[i].last_handshake_nsec;
-		/* a handshake from before the install (a session that was up)
-		 * does not count; a second of slack for clock granularity */
-		done = v[i].last_handshake_sec && hs + NS >= p->since_real_ns;
-		late = !done && now - p->await_ns >= (uint64_t)cf->restore_timeout_ms * MS;
-		if (!done && !late) {
-			/* 2 ms of slack: the poll timer counts in the loop's
-			 * milliseconds, and may fire a little before */
-			if (p->retry && now + 2 * MS - p->await_ns >= (uint64_t)cf->stall_retry_ms * MS)
-				retry_install(e, p);
-			continue;
-		}
-		if (!op || op->n == e->nawaiting)
-			continue; /* short of memory: the next dump tries again */
-		wge_restore_add(op, p);
-		if (done) {
-			e->env.host->log(e->env.self, WGGWD_LOG_INFO,
-					 "peer %s: handshake %.1f ms after install; keepalive back to %u",
-					 b64(k, p->h.key), ((double)hs - (double)p->since_real_ns) / 1e6,
-					 p->keepalive);
-		} else {
-			(*e->restore_timeouts)++;
-			e->env.host->log(e->env.self, WGGWD_LOG_INFO,
-					 "peer %s: no handshake %.0f s after install; keepalive back to %u anyway",
-					 b64(k, p->h.key), (double)(now - p->await_ns) / NS, p->keepalive);
-		}
+	ps->size = sizeof(*ps);
+	ps->origin = p ? p->origin : WGGWD_ORIGIN_NONE;
+	ps->installed_ns = p ? p->installed_ns : 0;
+	if (!p)
+		return;
+	p->mark = e->mark;
+	if (p->gen > e->dump_gen)
+		return; /* installed since the dump began: it may predate that */
+	wge_seen(p, ps);
+	if (!p->awaiting || p->restoring)
+		return;
+	hs = (uint64_t)ps->last_handshake_sec * NS + ps->last_handshake_nsec;
+	/* a handshake from before the install (a session that was up)
+	 * does not count; a second of slack for clock granularity */
+	done = ps->last_handshake_sec && hs + NS >= p->since_real_ns;
+	late = !done && now - p->await_ns >= (uint64_t)cf->restore_timeout_ms * MS;
+	if (!done && !late) {
+		/* 2 ms of slack: the poll timer counts in the loop's
+		 * milliseconds, and may fire a little before */
+		if (p->retry && now + 2 * MS - p->await_ns >= (uint64_t)cf->stall_retry_ms * MS)
+			retry_install(e, p);
+		return;
 	}
-	wgt_sweep(&e->peers, gone, &a);
-	wge_count_peers(e);
+	if (!*op)
+		*op = wge_restore_op(*cap);
+	if (!*op || (*op)->n == *cap)
+		return; /* short of memory: the next dump tries again */
+	wge_restore_add(*op, p);
+	if (done) {
+		e->env.host->log(e->env.self, WGGWD_LOG_INFO,
+				 "peer %s: handshake %.1f ms after install; keepalive back to %u",
+				 b64(k, p->h.key), ((double)hs - (double)p->since_real_ns) / 1e6,
+				 p->keepalive);
+	} else {
+		(*e->restore_timeouts)++;
+		e->env.host->log(e->env.self, WGGWD_LOG_INFO,
+				 "peer %s: no handshake %.0f s after install; keepalive back to %u anyway",
+				 b64(k, p->h.key), (double)(now - p->await_ns) / NS, p->keepalive);
+	}
+}
+
+/* ------------------------------------------------------ judging a dump */
+
+static void dump_kick(struct wge *e);
+static void on_slice(void *arg);
+
+/*
+ * A dump's result is judged in slices: at most SLICE peers (or buckets of
+ * the sweep for peers gone) a loop turn, so that a knocking client waits
+ * for one slice at most, never for 10^5 peers (tens of ms). Callers of
+ * dump_slices get each slice as it is judged; callers of dump get the
+ * whole array at the end. The backend's array stays valid meanwhile: its
+ * next dump waits (`dumping` stays set), and stop cancels the rest.
+ */
+#define SLICE 512
+
+/* The waiters' answer; then the next dump may start (the caller kicks
+ * it): not from their callbacks, while the array is still theirs. */
+static void judged(struct wge *e, int err)
+{
+	struct wggwd_peer_state *v = e->sv;
+	size_t n = e->sn;
+	struct waiter *w, *next;
+
+	if (e->slice)
+		e->env.host->timer_stop(e->slice);
+	e->judging = false;
+	for (w = e->cur, e->cur = NULL; w; w = next) {
+		next = w->next;
+		if (err || w->sliced)
+			w->cb(w->arg, err, NULL, 0, sizeof(*v));
+		else
+			w->cb(w->arg, 0, v, n, sizeof(*v));
+		free(w);
+	}
+	e->dumping = false;
+	e->sv = NULL;
+	e->sn = 0;
+}
+
+/* Up to SLICE peers from e->si: true if stopped meanwhile. */
+static bool judge_peers(struct wge *e, size_t max)
+{
+	size_t i = e->si, end = e->sn - i > max ? i + max : e->sn;
+	size_t cap = e->nawaiting < end - i ? e->nawaiting : end - i;
+	uint64_t now = e->env.host->now_ns();
+	struct wge_op *op = NULL;
+	struct waiter *w, *next;
+
+	for (; i < end; i++)
+		observe(e, &e->sv[i], now, &op, &cap);
 	if (op)
 		wge_send_op(e, op);
+	for (w = e->cur; w && !e->stopping; w = next) {
+		next = w->next; /* a stop from a callback frees them all */
+		if (w->sliced)
+			w->cb(w->arg, WGGWD_DUMP_MORE, e->sv + e->si, end - e->si, sizeof(*e->sv));
+	}
+	e->si = end;
+	return e->stopping;
+}
+
+/* A loop turn's worth (SLICE peers or buckets): true when nothing is
+ * left (the waiters answered) or stopped meanwhile. */
+static bool judge_some(struct wge *e)
+{
+	size_t budget = SLICE, k;
+
+	for (; budget; budget -= k) {
+		if (e->si < e->sn) {
+			k = e->sn - e->si < budget ? e->sn - e->si : budget;
+			if (judge_peers(e, k))
+				return true;
+		} else if (e->gone_at < e->peers.nb) {
+			k = e->peers.nb - e->gone_at < budget ? e->peers.nb - e->gone_at : budget;
+			e->gone_at = wgt_sweep_part(&e->peers, e->gone_at, k, gone, e);
+		} else {
+			wge_count_peers(e);
+			judged(e, 0);
+			dump_kick(e);
+			wge_arm_poll(e);
+			return true;
+		}
+	}
+	return false;
+}
+
+static void judge(struct wge *e)
+{
+	while (!judge_some(e)) {
+		if (!e->slice)
+			e->slice = e->env.host->timer_new(e->env.self, on_slice, e);
+		if (e->slice) {
+			e->env.host->timer_start(e->slice, 0, 0); /* after the loop's I/O */
+			return;
+		} /* else short of memory: all at once */
+	}
+}
+
+static void on_slice(void *arg)
+{
+	struct wge *e = arg;
+
+	if (e->judging && !e->stopping)
+		judge(e);
+}
+
+/* Stopping: the rest of a dump being judged is not. */
+void wge_judge_cancel(struct wge *e)
+{
+	if (e->judging)
+		judged(e, -ECANCELED);
 }
 
 /* ------------------------------------------------------------- dumps */
@@ -151,9 +259,9 @@ void wge_dump_fini(struct wge *e)
 {
 	e->env.host->timer_free(e->defer);
 	e->defer = NULL;
+	e->env.host->timer_free(e->slice);
+	e->slice = NULL;
 }
-
-static void dump_kick(struct wge *e);
 
 static void on_defer(void *arg)
 {
@@ -219,33 +327,25 @@ static void dump_kick(struct wge *e)
 void wge_dump_done(const struct wge_env *env, int err, struct wggwd_peer_state *v, size_t n)
 {
 	struct wge *e = ENG(env);
-	struct waiter *w, *next;
-	size_t i;
 
-	e->dumping = false;
 	e->dump_ns = e->env.host->now_ns() - e->dump_t0;
 	*e->g_dump_ms = (int64_t)(e->dump_ns / MS);
-	for (i = 0; !err && i < n; i++) {
-		struct peer *p = wgt_get(&e->peers, v[i].public_key);
-
-		v[i].size = sizeof(v[i]);
-		v[i].origin = p ? p->origin : WGGWD_ORIGIN_NONE;
-		v[i].installed_ns = p ? p->installed_ns : 0;
-	}
 	if (err && err != -ECANCELED)
 		e->env.host->log(e->env.self, WGGWD_LOG_WARN, "reading the peers of %s: %s",
 				 e->env.conf->interface, strerror(-err));
-	if (!err && !e->stopping) {
-		(*e->dumps)++;
-		observe(e, v, n);
+	if (err || e->stopping) {
+		judged(e, err ? err : -ECANCELED);
+		dump_kick(e);
+		wge_arm_poll(e);
+		return;
 	}
-	for (w = e->cur, e->cur = NULL; w; w = next) {
-		next = w->next;
-		w->cb(w->arg, err, err ? NULL : v, err ? 0 : n, sizeof(*v));
-		free(w);
-	}
-	dump_kick(e);
-	wge_arm_poll(e);
+	(*e->dumps)++;
+	e->sv = v;
+	e->sn = n;
+	e->si = e->gone_at = 0;
+	e->mark++;
+	e->judging = true;
+	judge(e);
 }
 
 void wge_on_poll(void *arg)
@@ -275,9 +375,8 @@ void wge_arm_poll(struct wge *e)
 	e->poll_armed = true;
 }
 
-int wge_dump(void *ctx, wggwd_dump_cb cb, void *arg)
+static int add_waiter(struct wge *e, wggwd_dump_cb cb, void *arg, bool sliced)
 {
-	struct wge *e = ctx;
 	struct waiter *w, **pp;
 
 	if (!e->running || e->stopping)
@@ -287,11 +386,22 @@ int wge_dump(void *ctx, wggwd_dump_cb cb, void *arg)
 		return -ENOMEM;
 	w->cb = cb;
 	w->arg = arg;
+	w->sliced = sliced;
 	for (pp = &e->wait; *pp; pp = &(*pp)->next)
 		;
 	*pp = w;
 	dump_kick(e);
 	return 0;
+}
+
+int wge_dump(void *ctx, wggwd_dump_cb cb, void *arg)
+{
+	return add_waiter(ctx, cb, arg, false);
+}
+
+int wge_dump_slices(void *ctx, wggwd_dump_cb cb, void *arg)
+{
+	return add_waiter(ctx, cb, arg, true);
 }
 
 /* The interface went away (wireguard-go restarted?): what we installed is

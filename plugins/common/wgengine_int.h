@@ -72,6 +72,7 @@ struct waiter {
 	struct waiter *next;
 	wggwd_dump_cb cb;
 	void *arg;
+	bool sliced;                   /* dump_slices: each slice as judged */
 };
 
 struct wge {
@@ -88,6 +89,12 @@ struct wge {
 
 	struct waiter *wait, *cur;
 	bool dumping, poll_wanted, poll_armed;
+	/* the last dump's result, judged in slices (dumping stays set) */
+	bool judging;
+	struct wggwd_peer_state *sv;   /* the backend's array */
+	size_t sn, si;                 /* its length; the next peer to judge */
+	size_t gone_at;                /* then the sweep for peers gone: next bucket */
+	struct wggwd_timer *slice;     /* 0 ms: the next slice, after the loop's I/O */
 	uint64_t dump_gen, dump_t0, dump_ns;
 	struct wggwd_timer *poll;
 	/* installs first: a dump does not start while sets are on their
@@ -146,6 +153,8 @@ void wge_set_done(struct wge *e);
 /* Remember what a dump (or the read at start) says of p. */
 void wge_seen(struct peer *p, const struct wggwd_peer_state *ps);
 void wge_arm_poll(struct wge *e);
+/* Stopping: the waiters of a dump being judged get -ECANCELED. */
+void wge_judge_cancel(struct wge *e);
 /* The poll timer: dump to see which waiting peers completed. */
 void wge_on_poll(void *arg);
 

@@ -107,12 +107,13 @@ bool wgt_del(struct wgt *t, const uint8_t key[WGGWD_KEY_LEN])
 	return false;
 }
 
-void wgt_sweep(struct wgt *t, bool (*fn)(void *arg, struct wgt_ent *e), void *arg)
+size_t wgt_sweep_part(struct wgt *t, size_t from, size_t count,
+		      bool (*fn)(void *arg, struct wgt_ent *e), void *arg)
 {
 	struct wgt_ent **pp, *e;
-	size_t i;
+	size_t i, end = from < t->nb && count < t->nb - from ? from + count : t->nb;
 
-	for (i = 0; i < t->nb; i++) {
+	for (i = from; i < end; i++) {
 		for (pp = &t->b[i]; (e = *pp);) {
 			if (!fn(arg, e)) {
 				pp = &e->next;
@@ -123,4 +124,10 @@ void wgt_sweep(struct wgt *t, bool (*fn)(void *arg, struct wgt_ent *e), void *ar
 			ent_free(t, e);
 		}
 	}
+	return end;
+}
+
+void wgt_sweep(struct wgt *t, bool (*fn)(void *arg, struct wgt_ent *e), void *arg)
+{
+	wgt_sweep_part(t, 0, t->nb, fn, arg);
 }

@@ -39,5 +39,12 @@ void *wgt_put(struct wgt *t, const uint8_t key[WGGWD_KEY_LEN], bool *created);
 bool wgt_del(struct wgt *t, const uint8_t key[WGGWD_KEY_LEN]);
 /* Call fn on every entry; those it returns true for are removed and freed. */
 void wgt_sweep(struct wgt *t, bool (*fn)(void *arg, struct wgt_ent *e), void *arg);
+/* The same over `count` buckets from `from` (a sweep in slices, the loop
+ * serving events between them); returns where the next slice starts,
+ * t->nb when done. A table that grows meanwhile (it doubles: an entry of
+ * bucket i moves to i or i + nb) may show an entry twice, never hides
+ * one. */
+size_t wgt_sweep_part(struct wgt *t, size_t from, size_t count,
+		      bool (*fn)(void *arg, struct wgt_ent *e), void *arg);
 
 #endif

@@ -33,6 +33,8 @@
  * between two sweeps; on a large interface it stretches to the sweep's
  * cost (the dump and the judging, the lesser of the last two) times
  * 100 / duty_cycle; the gauge sweep_interval_ms says which is in use.
+ * An installer that can (ops.dump_slices) hands the peers over in slices,
+ * judged as they come with the loop serving knocks in between.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -90,6 +92,13 @@ struct entry {
 	uint32_t sweep;         /* last sweep that saw it on the interface */
 };
 
+struct victim {
+	uint8_t key[WGGWD_KEY_LEN];
+	uint64_t active;  /* last activity, ms (realtime scale for sorting) */
+	bool live;        /* its session can still carry data */
+	bool idle;        /* idle for `idle`, kept for its live session */
+};
+
 struct ctx {
 	const struct wggwd_host *host;
 	struct wggwd_inst *self;
@@ -101,6 +110,10 @@ struct ctx {
 	uint64_t ask_ns;        /* when its dump was asked for */
 	uint64_t cost_ns;       /* the last sweep's cost (dump and judging) */
 	bool sweeping, stopping;
+	bool begun;             /* the sweep under way has had a slice */
+	struct victim *keep;    /* ours that stay, for max_peers */
+	size_t nkeep, keep_cap, nidle;
+	bool keep_oom;
 	uint64_t *evicted_idle, *evicted_never, *evicted_budget, *evicted_live, *sweeps,
 		*sweep_errors;
 	int64_t *tracked, *idle_live, *interval;
@@ -140,12 +153,6 @@ static int ei_process(void *ctx, struct wggwd_item *it)
 	return WGGWD_CONTINUE;
 }
 
-struct victim {
-	const uint8_t *key;
-	uint64_t active;  /* last activity, ms (realtime scale for sorting) */
-	bool live;        /* its session can still carry data */
-	bool idle;        /* idle for `idle`, kept for its live session */
-};
 
 /* Over budget, the cheapest first: dead sessions (they come back in
  * milliseconds), then the least recently active. */
@@ -179,8 +186,8 @@ static bool unseen(void *arg, struct wgt_ent *h)
 	const struct entry *e = (const struct entry *)h;
 	const struct ctx *c = arg;
 
-	return e->sweep != c->sweep && (int64_t)((c->sweep_ns - e->first_ns) / 1000000) >
-				       c->conf->grace_ms;
+	return e->sweep != c->sweep && c->sweep_ns > e->first_ns &&
+	       (int64_t)((c->sweep_ns - e->first_ns) / 1000000) > c->conf->grace_ms;
 }
 
 /* One peer of the dump: WGGWD_R_NONE if it stays (with v->active set if
@@ -214,7 +221,9 @@ static uint32_t judge(struct ctx *c, const struct wggwd_peer_state *p, uint64_t 
 	since = p->installed_ns ? p->installed_ns : e->first_ns;
 	if (e->knock_ns > since)
 		since = e->knock_ns;
-	seen_ago = (now - since) / 1000000;
+	/* a slice is judged a little later than the last: a knock or an
+	 * install between two may be newer than the sweep's clock */
+	seen_ago = now > since ? (now - since) / 1000000 : 0;
 	if ((int64_t)seen_ago < cf->grace_ms)
 		return WGGWD_R_NONE; /* installed or knocking just now: mid-handshake */
 	if (!p->last_handshake_sec) {
@@ -253,72 +262,108 @@ static void schedule(struct ctx *c)
 	c->host->timer_start(c->timer, ms > spent ? ms - spent : 0, 0);
 }
 
-static void sweep(struct ctx *c, int status, const struct wggwd_peer_state *peers, size_t n,
-		  size_t stride);
-
-static void on_dump(void *arg, int status, const struct wggwd_peer_state *peers, size_t n,
-		    size_t stride)
+static void sweep_begin(struct ctx *c)
 {
-	struct ctx *c = arg;
-
-	c->sweeping = false;
-	if (c->stopping)
-		return;
-	sweep(c, status, peers, n, stride);
-	schedule(c);
-}
-
-static void sweep(struct ctx *c, int status, const struct wggwd_peer_state *peers, size_t n,
-		  size_t stride)
-{
-	const struct conf *cf = c->conf;
-	int64_t now_real_ms = c->host->realtime_ns() / 1000000;
-	struct victim *keep = NULL;
-	size_t i, nkeep = 0, nvict, nlive = 0, nidle = 0;
-
-	if (status) {
-		(*c->sweep_errors)++;
-		c->host->log(c->self, WGGWD_LOG_WARN, "cannot read the interface's peers: %s",
-			     strerror(-status));
-		return;
-	}
 	(*c->sweeps)++;
 	c->sweep++;
 	c->sweep_ns = c->host->now_ns();
-	keep = calloc(n ? n : 1, sizeof(*keep));
-	if (!keep) {
-		(*c->sweep_errors)++;
-		return;
-	}
+	c->nkeep = c->nidle = 0;
+	c->keep_oom = false;
+	c->begun = true;
+}
+
+/* Judge a part of the interface's peers (all of them, or a slice). */
+static void sweep_part(struct ctx *c, const struct wggwd_peer_state *peers, size_t n,
+		       size_t stride)
+{
+	int64_t now_real_ms = c->host->realtime_ns() / 1000000;
+	uint64_t now = c->host->now_ns(); /* this slice's */
+	size_t i;
+
 	for (i = 0; i < n; i++) {
 		const struct wggwd_peer_state *p = WGGWD_AT(const struct wggwd_peer_state, peers, i,
 							    stride);
-		struct victim v = { .key = p->public_key };
-		uint32_t why = judge(c, p, c->sweep_ns, now_real_ms, &v);
+		struct victim v = { .active = 0 };
+		uint32_t why = judge(c, p, now, now_real_ms, &v);
 
 		if (why == WGGWD_R_NO_MEMORY)
 			(*c->sweep_errors)++;
 		else if (why)
 			evict(c, p->public_key, why, v.live);
-		else if (v.active)
-			keep[nkeep++] = v;
-		nidle += !why && v.idle;
+		c->nidle += !why && v.idle;
+		if (why || !v.active || !c->conf->max_peers)
+			continue;
+		if (c->nkeep == c->keep_cap) {
+			size_t cap = c->keep_cap ? c->keep_cap * 2 : 1024;
+			struct victim *k = realloc(c->keep, cap * sizeof(*k));
+
+			if (!k) {
+				c->keep_oom = true;
+				continue;
+			}
+			c->keep = k;
+			c->keep_cap = cap;
+		}
+		memcpy(v.key, p->public_key, WGGWD_KEY_LEN); /* outlives the slice */
+		c->keep[c->nkeep++] = v;
 	}
-	*c->idle_live = nidle;
-	if (cf->max_peers && nkeep > (size_t)cf->max_peers) {
-		qsort(keep, nkeep, sizeof(*keep), cmp_victim);
-		nvict = nkeep - cf->max_peers;
+}
+
+/* The whole interface judged: over max_peers, the least recently active
+ * go; what is no longer there is forgotten. */
+static void sweep_end(struct ctx *c)
+{
+	const struct conf *cf = c->conf;
+	size_t i, nvict, nlive = 0;
+
+	c->begun = false;
+	*c->idle_live = c->nidle;
+	if (c->keep_oom) {
+		(*c->sweep_errors)++;
+		c->host->log(c->self, WGGWD_LOG_WARN, "out of memory: max_peers not enforced in this sweep");
+	} else if (cf->max_peers && c->nkeep > (size_t)cf->max_peers) {
+		qsort(c->keep, c->nkeep, sizeof(*c->keep), cmp_victim);
+		nvict = c->nkeep - cf->max_peers;
 		for (i = 0; i < nvict; i++)
-			nlive += keep[i].live;
+			nlive += c->keep[i].live;
 		c->host->log(c->self, WGGWD_LOG_INFO, "over max_peers (%zu > %lld): evicting the %zu least recently active (%zu of them with a live session)",
-			     nkeep, (long long)cf->max_peers, nvict, nlive);
+			     c->nkeep, (long long)cf->max_peers, nvict, nlive);
 		*c->evicted_budget += nvict;
 		for (i = 0; i < nvict; i++)
-			evict(c, keep[i].key, WGGWD_R_MAX_PEERS, keep[i].live);
+			evict(c, c->keep[i].key, WGGWD_R_MAX_PEERS, c->keep[i].live);
 	}
-	free(keep);
+	c->nkeep = 0;
 	wgt_sweep(&c->t, unseen, c);
 	*c->tracked = c->t.n;
+}
+
+/* The installer's answer: the whole dump (ops.dump), or a slice of it
+ * (ops.dump_slices: WGGWD_DUMP_MORE, then 0 at the end). */
+static void on_dump(void *arg, int status, const struct wggwd_peer_state *peers, size_t n,
+		    size_t stride)
+{
+	struct ctx *c = arg;
+
+	if (c->stopping) {
+		c->sweeping = c->begun = false;
+		return;
+	}
+	if (status < 0) {
+		c->sweeping = c->begun = false;
+		(*c->sweep_errors)++;
+		c->host->log(c->self, WGGWD_LOG_WARN, "cannot read the interface's peers: %s",
+			     strerror(-status));
+		schedule(c);
+		return;
+	}
+	if (!c->begun)
+		sweep_begin(c);
+	sweep_part(c, peers, n, stride);
+	if (status == WGGWD_DUMP_MORE)
+		return;
+	c->sweeping = false;
+	sweep_end(c);
+	schedule(c);
 }
 
 static void on_tick(void *arg)
@@ -330,7 +375,10 @@ static void on_tick(void *arg)
 		return; /* the last sweep is still on its way */
 	c->sweeping = true;
 	c->ask_ns = c->host->now_ns();
-	if (ins->ops->dump(ins->ctx, on_dump, c)) {
+	/* in slices if the installer can: judging 10^5 peers at once would
+	 * hold up a knocking client for tens of ms */
+	if ((WGGWD_HAS(ins->ops, struct wggwd_ops, dump_slices) && ins->ops->dump_slices ?
+	     ins->ops->dump_slices : ins->ops->dump)(ins->ctx, on_dump, c)) {
 		(*c->sweep_errors)++;
 		c->sweeping = false;
 		schedule(c);
@@ -401,6 +449,7 @@ static void ei_destroy(void *ctx)
 	struct ctx *c = ctx;
 
 	wgt_free(&c->t);
+	free(c->keep);
 	free(c);
 }
 

@@ -93,6 +93,8 @@ static void finish_dump(struct ctx *c, struct req *r, int status, bool from_ifac
 	struct wggwd_peer_state *peers = NULL;
 	size_t n = 0;
 
+	free(c->dumped); /* judged by now: this is the next dump */
+	c->dumped = NULL;
 	if (!status && reply) {
 		status = parse_get(reply, len, NULL, &peers, &n, NULL);
 		if (status == -EPROTO) {
@@ -103,8 +105,8 @@ static void finish_dump(struct ctx *c, struct req *r, int status, bool from_ifac
 	}
 	if (status)
 		log_failure(c, r, status, from_iface);
+	c->dumped = peers;
 	wge_dump_done(c->env, status, peers, n);
-	free(peers);
 }
 
 static bool batch_split(struct ctx *c, struct req *r);
@@ -666,6 +668,7 @@ static void uapi_destroy(void *b)
 		sodium_memzero(c->rbuf, c->rcap);
 		free(c->rbuf);
 	}
+	free(c->dumped);
 	free(c);
 }
 

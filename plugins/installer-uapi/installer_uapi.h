@@ -82,6 +82,8 @@ struct ctx {
 	char *rbuf;                     /* secret: a get holds the private key */
 	size_t rlen, rcap;
 	size_t get_hint;                /* size of the last get reply */
+	struct wggwd_peer_state *dumped; /* the last dump's peers: the engine
+	                                * judges them until the next dump */
 	uv_timer_t rtimer;
 	unsigned handles;
 	bool running, io_closed;

@@ -24,8 +24,11 @@
 static int push_apply(struct ctx *c, struct wggwd_item *it)
 {
 	struct wggwd_peer *p = it->peer;
+	struct wggwd_peer tomb = { .size = sizeof(tomb) };
+	bool remove = it->op == WGGWD_OP_REMOVE;
 	char b64[WG_KEY_B64_LEN];
 	struct row r;
+	int ret;
 
 	if (!(p->has & WGGWD_PEER_HAS_PUBLIC_KEY)) {
 		if (!wg_key_is_zero(it->public_key)) {
@@ -36,9 +39,19 @@ static int push_apply(struct ctx *c, struct wggwd_item *it)
 			return WGGWD_DROP;
 		}
 	}
-	row_get(c, p->public_key, &r, NULL);
-	if (r.found && r.has_version && (p->has & WGGWD_PEER_HAS_VERSION) &&
-	    p->version < r.version) {
+	if (remove) {
+		memcpy(tomb.public_key, p->public_key, WGGWD_KEY_LEN);
+		tomb.has = WGGWD_PEER_HAS_PUBLIC_KEY | (p->has & WGGWD_PEER_HAS_VERSION);
+		tomb.version = p->version;
+	}
+	/* the version check and the write in one statement */
+	ret = row_push(c, remove ? &tomb : p, remove);
+	if (ret < 0) {
+		it->reason = WGGWD_R_STORE_WRITE;
+		return WGGWD_ERROR;
+	}
+	if (ret) {
+		row_get(c, p->public_key, &r, NULL);
 		wg_key_to_b64(b64, p->public_key);
 		c->host->log_limited(c->self, WGGWD_LOG_INFO,
 				     "peer %s: pushed version %llu is older than the stored %llu; ignored",
@@ -49,24 +62,8 @@ static int push_apply(struct ctx *c, struct wggwd_item *it)
 		return WGGWD_DONE; /* nothing to do, not an error: it may be ACKed */
 	}
 	p->origin = WGGWD_ORIGIN_PUSH;
-	if (it->op == WGGWD_OP_REMOVE) {
-		struct wggwd_peer tomb = { .size = sizeof(tomb) };
-
-		memcpy(tomb.public_key, p->public_key, WGGWD_KEY_LEN);
-		tomb.has = WGGWD_PEER_HAS_PUBLIC_KEY | (p->has & WGGWD_PEER_HAS_VERSION);
-		tomb.version = p->version;
-		if (row_put(c, &tomb, WGGWD_ORIGIN_PUSH, true, false, 0))
-			goto err;
-		(*c->c[C_REMOVED])++;
-		return WGGWD_CONTINUE;
-	}
-	if (row_put(c, p, WGGWD_ORIGIN_PUSH, false, false, 0))
-		goto err;
-	(*c->c[C_SAVED])++;
+	(*c->c[remove ? C_REMOVED : C_SAVED])++;
 	return WGGWD_CONTINUE;
-err:
-	it->reason = WGGWD_R_STORE_WRITE;
-	return WGGWD_ERROR;
 }
 
 /* Is the key on the interface of the pull pipeline (lazy push)? */

@@ -180,10 +180,9 @@ void pulled_free(struct pulled *pp)
 
 /* --------------------------------------------------------------- rows */
 
-int row_put(struct ctx *c, const struct wggwd_peer *p, int origin, bool removed,
-	    bool has_expires, int64_t expires)
+static int peer_put(struct ctx *c, sqlite3_stmt *s, const struct wggwd_peer *p, int origin,
+		    bool removed, bool has_expires, int64_t expires)
 {
-	sqlite3_stmt *s = c->st[S_PEER_PUT];
 	uint8_t ep[ENDPOINT_REC];
 
 	sqlite3_bind_blob(s, 1, p->public_key, WGGWD_KEY_LEN, SQLITE_STATIC);
@@ -206,6 +205,21 @@ int row_put(struct ctx *c, const struct wggwd_peer *p, int origin, bool removed,
 		sqlite3_bind_int64(s, 10, p->expires_at);
 	sqlite3_bind_int64(s, 11, store_now_ms(c));
 	return row_step(c, s);
+}
+
+int row_put(struct ctx *c, const struct wggwd_peer *p, int origin, bool removed,
+	    bool has_expires, int64_t expires)
+{
+	return peer_put(c, c->st[S_PEER_PUT], p, origin, removed, has_expires, expires);
+}
+
+/* A pushed config (or tombstone) in one statement: 0 written, 1 not (the
+ * row holds a newer version), or -errno. */
+int row_push(struct ctx *c, const struct wggwd_peer *p, bool removed)
+{
+	int ret = peer_put(c, c->st[S_PEER_PUSH], p, WGGWD_ORIGIN_PUSH, removed, false, 0);
+
+	return ret ? ret : !sqlite3_changes(c->db);
 }
 
 /* Fill the item's peer from the row being stepped. */

@@ -65,6 +65,22 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
+/* A peer row written whole. A new config keeps where the peer was last
+ * seen (a renewed answer), unless it changes hands (a pushed config, a
+ * tombstone). */
+#define PEER_PUT                                                                        \
+	"INSERT INTO peer (key, origin, removed, version, keepalive,"                   \
+	" allowed, psk, endpoint, expires, lease, updated)"                             \
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"                        \
+	" ON CONFLICT (key) DO UPDATE SET"                                              \
+	" last_endpoint = CASE WHEN origin = excluded.origin THEN last_endpoint END,"   \
+	" last_handshake = CASE WHEN origin = excluded.origin THEN last_handshake END," \
+	" origin = excluded.origin, removed = excluded.removed,"                        \
+	" version = excluded.version, keepalive = excluded.keepalive,"                  \
+	" allowed = excluded.allowed, psk = excluded.psk,"                              \
+	" endpoint = excluded.endpoint, expires = excluded.expires,"                    \
+	" lease = excluded.lease, updated = excluded.updated"
+
 static const char *const stmt_sql[S_MAX] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_BEGIN_READ] = "BEGIN",
@@ -74,19 +90,16 @@ static const char *const stmt_sql[S_MAX] = {
 	[S_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
 	[S_PEER_GET] = "SELECT origin, removed, version, keepalive, allowed, psk, endpoint,"
 		       " expires, lease, last_handshake, last_endpoint FROM peer WHERE key = ?1",
-	/* a new config keeps where the peer was last seen (a renewed
-	 * answer), unless it changes hands (a pushed config, a tombstone) */
-	[S_PEER_PUT] = "INSERT INTO peer (key, origin, removed, version, keepalive,"
-		       " allowed, psk, endpoint, expires, lease, updated)"
-		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-		       " ON CONFLICT (key) DO UPDATE SET"
-		       " last_endpoint = CASE WHEN origin = excluded.origin THEN last_endpoint END,"
-		       " last_handshake = CASE WHEN origin = excluded.origin THEN last_handshake END,"
-		       " origin = excluded.origin, removed = excluded.removed,"
-		       " version = excluded.version, keepalive = excluded.keepalive,"
-		       " allowed = excluded.allowed, psk = excluded.psk,"
-		       " endpoint = excluded.endpoint, expires = excluded.expires,"
-		       " lease = excluded.lease, updated = excluded.updated",
+	[S_PEER_PUT] = PEER_PUT,
+	/* a pushed config or tombstone, unless the row holds a newer version
+	 * (then nothing changes: sqlite3_changes() is 0). Versions are C's
+	 * uint64_t kept as SQLite's signed integers: compared as unsigned
+	 * (the same signs: as they are; else the negative one is the larger);
+	 * CAST reads the column as row_get's sqlite3_column_int64() does */
+	[S_PEER_PUSH] = PEER_PUT " WHERE excluded.version IS NULL OR peer.version IS NULL OR NOT"
+			" CASE WHEN (excluded.version < 0) = (CAST(peer.version AS INTEGER) < 0)"
+			" THEN excluded.version < CAST(peer.version AS INTEGER)"
+			" ELSE CAST(peer.version AS INTEGER) < 0 END",
 	/* a pulled peer's last endpoint and handshake (unix s) */
 	[S_PEER_LIVE] = "UPDATE peer SET last_endpoint = ?2, last_handshake = ?3"
 			" WHERE key = ?1 AND origin IN (1, 3) AND removed = 0",

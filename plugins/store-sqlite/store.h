@@ -54,7 +54,7 @@ struct conf {
 
 enum stmt {
 	S_BEGIN, S_BEGIN_READ, S_COMMIT, S_ROLLBACK, S_SYNC_FULL, S_SYNC_NORMAL,
-	S_PEER_GET, S_PEER_PUT, S_PEER_LIVE, S_PEER_ADOPT, S_PEER_FORGET,
+	S_PEER_GET, S_PEER_PUT, S_PEER_PUSH, S_PEER_LIVE, S_PEER_ADOPT, S_PEER_FORGET,
 	S_NEG_GET, S_NEG_PUT, S_NEG_SET, S_NEG_DEL,
 	S_STAMP_GET, S_STAMP_PUT, S_STAMP_SET,
 	S_RL_GET, S_RL_PUT, S_RL_SET,
@@ -270,6 +270,7 @@ int row_bind_step(struct ctx *c, enum stmt which, const uint8_t *key, const void
 		  size_t blob_len, int nargs, int64_t a, int64_t b);
 int row_put(struct ctx *c, const struct wggwd_peer *p, int origin, bool removed,
 	    bool has_expires, int64_t expires);
+int row_push(struct ctx *c, const struct wggwd_peer *p, bool removed);
 int row_get(struct ctx *c, const uint8_t *key, struct row *r, struct wggwd_item *it);
 int row_get1(struct ctx *c, enum stmt which, const uint8_t *key, int64_t *a, int64_t *b,
 	     uint8_t *blob, size_t blob_len);

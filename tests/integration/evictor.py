@@ -43,6 +43,8 @@ CHECKS = [
     "idle 3m and more: no warning at start",
     "installs first: a sweep asked for while an install is on its way waits (wg.dumps_deferred), and a removal queued after it goes before its dump",
     "duty_cycle 10: a sweep that costs 200 ms stretches the interval (100ms) to at least 2 s (idle.sweep_interval_ms)",
+    "a scrape of /metrics dumps the interface only if the last dump took at most 1% of the time since: the next, at once, reports the last counts without a dump (200 ms a get)",
+    "a dump of 2,600 peers, judged in slices (512 a loop turn), max_peers 1,000: one decision over all of them (1,600 evicted, the most recently active kept)",
 ]
 
 why = wgnet.missing()
@@ -389,13 +391,66 @@ def housekeeping_checks():
         cfg, stats = config("fake-duty", keys_source([held]), [(held, "10.9.0.2/32")],
                             {"interface": "ev3", "socket_dir": sockdir, "completion": "none"},
                             {"interval": "100ms", "duty_cycle": "10"})
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with open(cfg) as f:
+            text = f.read()
+        write(cfg, f"http_listen: 127.0.0.1:{port}\n" + text)
         d = daemon(cfg)
         swept = wait_until(lambda: stat(stats, "idle.sweeps") >= 1
                            and stat(stats, "idle.sweep_interval_ms") > 100, 5)
         s = read_stats(stats)
         ok(swept and s.get("idle.sweep_interval_ms", 0) >= 2000 and s.get("idle.sweeps") == 1
            and s.get("wg.dump_ms", 0) >= 200, CHECKS[12], (s, d.output()[-2000:]))
+
+        def scrape():
+            t0 = time.monotonic()
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                c.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+                body = b""
+                while chunk := c.recv(65536):
+                    body += chunk
+            return time.monotonic() - t0, body.decode(errors="replace")
+        first, text1 = scrape()
+        second, text2 = scrape()
+        pulled = 'wggwd_peers{interface="ev3",origin="static"} 1'
+        ok(first >= 0.2 and second < 0.15 and pulled in text1 and pulled in text2,
+           CHECKS[13], (first, second, [x for x in text2.splitlines() if "wggwd_peers{" in x]))
         ok(d.stop() == 0, "exit 0", d.output()[-2000:])
+    finally:
+        fake.close()
+
+
+def sliced_checks():
+    """The engine judges a large dump in slices and the evictor takes it
+    slice by slice (ops.dump_slices): its max_peers decision is still one
+    over the whole interface, and the keys it evicts outlive their slice."""
+    sockdir = f"{tmp}/socks"
+    os.mkdir(sockdir, 0o700)
+    keys = [base64.b64encode(os.urandom(32)).decode() for _ in range(2600)]  # the fake never checks
+    fake = FakeUapi(f"{sockdir}/ev4.sock")
+    # none idle (idle 2h), none live (handshakes over 180 s old): activity
+    # is the install (knock) time, in key order, so the last ones stay
+    # (give or take ties within a millisecond)
+    fake.state = {hexkey(k): (200 + i, False) for i, k in enumerate(keys)}
+    try:
+        cfg, stats = config("fake-sliced", keys_source(keys),
+                            [(k, f"10.{9 + i // 250}.{i % 250}.1/32") for i, k in enumerate(keys)],
+                            {"interface": "ev4", "socket_dir": sockdir, "completion": "none"},
+                            {"interval": "2s", "idle": "2h", "grace": "0s", "max_peers": "1000"})
+        d = daemon(cfg)
+        gone = wait_until(lambda: stat(stats, "idle.evicted_over_budget") >= 1600
+                          and len(fake.peers) == 1000, 20)
+        time.sleep(0.5)
+        s = read_stats(stats)
+        out = d.output()
+        kept = set(fake.peers)
+        ok(gone and s.get("wg.installed") == 2600 and s.get("idle.evicted_over_budget") == 1600
+           and "over max_peers (2600 > 1000): evicting the 1600 least recently active" in out
+           and kept <= {hexkey(k) for k in keys[1550:]} and not s.get("idle.sweep_errors"),
+           CHECKS[14], (s, len(fake.peers), re.findall(r"over max_peers.*", out)[:3]))
+        ok(d.stop() == 0, "exit 0", out[-2000:])
     finally:
         fake.close()
 
@@ -404,6 +459,7 @@ try:
     real_checks()
     fake_checks()
     housekeeping_checks()
+    sliced_checks()
 finally:
     for d in daemons:
         if d.alive():

@@ -186,6 +186,81 @@ static void test_histograms(void)
 	free(text);
 }
 
+/* A 0 ms host timer fires on the next loop turn, after its I/O, even when
+ * restarted from its own callback (libuv before 1.48 fires that one again
+ * in the same pass): slices of work let a packet through between two. */
+static struct {
+	struct wggwd_timer *t, *other;
+	int fired, other_fired, turns, io_between;
+	bool io_seen;
+	uv_prepare_t prep;
+	uv_async_t io;
+} nt;
+
+static void nt_turn(uv_prepare_t *h)
+{
+	(void)h;
+	nt.turns++;
+}
+
+static void nt_io(uv_async_t *h)
+{
+	(void)h;
+	nt.io_seen = true;
+}
+
+static void nt_fire(void *arg)
+{
+	(void)arg;
+	if (nt.io_seen)
+		nt.io_between++;
+	if (++nt.fired == 1)
+		uv_async_send(&nt.io); /* served before the next slice */
+	if (nt.fired == 2)
+		host_services.timer_start(nt.other, 0, 0);
+	if (nt.fired == 3)
+		host_services.timer_stop(nt.other); /* never fires */
+	if (nt.fired < 50)
+		host_services.timer_start(nt.t, 0, 0);
+}
+
+static void nt_other(void *arg)
+{
+	(void)arg;
+	nt.other_fired++;
+}
+
+static void test_next_turn(void)
+{
+	uv_loop_t loop;
+	struct wggwd_inst *in = calloc(1, sizeof(*in));
+
+	uv_loop_init(&loop);
+	host_init(&loop);
+	uv_prepare_init(&loop, &nt.prep);
+	uv_prepare_start(&nt.prep, nt_turn);
+	uv_unref((uv_handle_t *)&nt.prep);
+	uv_async_init(&loop, &nt.io, nt_io);
+	nt.t = host_services.timer_new(in, nt_fire, NULL);
+	nt.other = host_services.timer_new(in, nt_other, NULL);
+	host_services.timer_start(nt.t, 0, 0);
+	while (nt.fired < 50 && nt.turns < 1000)
+		uv_run(&loop, UV_RUN_ONCE); /* the host's post handle keeps it alive */
+	CHECK(nt.fired == 50 && nt.turns >= 50,
+	      "a 0 ms timer restarted from its callback fires once a loop turn (%d fires, %d turns)",
+	      nt.fired, nt.turns);
+	CHECK(nt.io_between == 49, "I/O is served between two of its fires (%d)", nt.io_between);
+	CHECK(nt.other_fired == 0, "one stopped while waiting for its turn does not fire");
+	host_services.timer_free(nt.t);
+	host_services.timer_free(nt.other);
+	uv_close((uv_handle_t *)&nt.prep, NULL);
+	uv_close((uv_handle_t *)&nt.io, NULL);
+	host_shutdown();
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK(uv_loop_close(&loop) == 0, "every handle closed");
+	free(in);
+}
+
 static int set(int idx, const char *v, struct conf *c)
 {
 	char err[256];
@@ -246,6 +321,7 @@ int main(void)
 	(*metrics_counter("a.b")) += 2;
 	CHECK(*metrics_counter("a.b") == 2, "counter counts");
 	test_histograms();
+	test_next_turn();
 	metrics_reset();
 	test_reasons();
 	test_items();

@@ -128,6 +128,16 @@ static struct dgram *next_for(int fd)
 	return &q[qh++ % 16];
 }
 
+/* The dump socket's wakeups, until what is queued for it is read (one
+ * message a wakeup: READ_BUDGET). */
+static void read_get(void)
+{
+	do
+		if (!GUARDED_V(on_get_readable))
+			return;
+	while (qh != qt && q[qh % 16].fd == FAKE_GET);
+}
+
 static ssize_t fake_recvmsg(int fd, struct msghdr *m, int flags)
 {
 	struct dgram *d;
@@ -367,7 +377,7 @@ static void test_get(void)
 		queue(FAKE_GET, mbuf, l, 0);
 		snprintf(name, sizeof(name), "dump: a message of %zu bytes saying nlmsg_len %#x",
 			 l, lens[i]);
-		GUARDED_V(on_get_readable);
+		read_get();
 		check(dump_failed("Protocol error"), "%s ends the dump (protocol error)", name);
 	}
 	/* the same behind a good message in one datagram */
@@ -381,7 +391,7 @@ static void test_get(void)
 	nlh->nlmsg_len = 0xfffffffd;
 	memcpy(dg + l, mbuf, 20);
 	queue(FAKE_GET, dg, l + 20, 0);
-	GUARDED_V(on_get_readable);
+	read_get();
 	check(dump_failed("Protocol error"), "dump: nlmsg_len 0xfffffffd in a second message ends the dump");
 
 	/* attributes whose lengths do not fit their container */
@@ -422,7 +432,7 @@ static void test_get(void)
 			break;
 		}
 		queue(FAKE_GET, mbuf, nlh->nlmsg_len, 0);
-		GUARDED_V(on_get_readable);
+		read_get();
 		check(dump_failed("Protocol error"), "dump: %s is a protocol error", what[i]);
 	}
 
@@ -432,7 +442,7 @@ static void test_get(void)
 	l = put_ctl(dg, NLMSG_ERROR, c->get.seq, 0);
 	((struct nlmsghdr *)dg)->nlmsg_len = NLMSG_HDRLEN + 2;
 	queue(FAKE_GET, dg, NLMSG_HDRLEN + 2, 0);
-	GUARDED_V(on_get_readable);
+	read_get();
 	check(dump_failed("Protocol error"),
 	      "dump: an NLMSG_ERROR of 2 bytes is a protocol error (not success read past its end)");
 
@@ -444,14 +454,14 @@ static void test_get(void)
 	queue(FAKE_GET, mbuf, nlh->nlmsg_len, 4242);
 	l = put_ctl(dg, NLMSG_DONE, c->get.seq, 0);
 	queue(FAKE_GET, dg, l, 4242);
-	GUARDED_V(on_get_readable);
+	read_get();
 	check(c->dump_running && c->d.n == 0,
 	      "dump: a peer and NLMSG_DONE from port 4242 (not the kernel) are dropped");
 	nlh = fam_msg(c->get.seq);
 	put_peer(nlh, 6);
 	queue(FAKE_GET, mbuf, nlh->nlmsg_len, 0);
 	queue(FAKE_GET, dg, l, 0);
-	GUARDED_V(on_get_readable);
+	read_get();
 	check(!c->dump_running && c->d.n == 1 && c->d.v[0].public_key[0] == 6 &&
 	      !strstr(logs, "reading the peers"),
 	      "dump: the kernel's peer and NLMSG_DONE complete it (1 peer)");

@@ -55,6 +55,14 @@ pct() { # file p: the p-th percentile of its numbers (nearest rank, as bench/jit
 		i = int(p / 100 * (NR - 1) + 0.5) + 1; if (i > NR) i = NR; print v[i] }'
 }
 out() { echo "BENCH $*"; }
+vm_steady() { # a latency bench: no address randomisation. qemu's TCG
+	# translates code per virtual address, so with ASLR every program a
+	# bench runs (ip, wg, ping...) is translated afresh: the 1 GiB
+	# translation buffer fills in a minute or two and is flushed, and for
+	# a while after each flush everything runs several times slower (the
+	# same knock, tens of ms). Nothing a real gateway has.
+	echo 0 >/proc/sys/kernel/randomize_va_space
+}
 vm_pair() { # g c underlay tunnel client-key: a gateway and a client namespace,
 	# a veth between (underlay .1 and .2 of a /24), a kernel wg0 in each: the
 	# gateway's with the VM's key on port 51820 and tunnel .1, the client's
