@@ -172,17 +172,29 @@ check "counter wg0.keepalive_restored >= 1 ($(stat_of wg0.keepalive_restored))" 
 # idle 6s, grace 3s, interval 500ms: the peer goes about 6 s after its
 # last handshake (the client sends nothing more); evict_live, for its
 # session is still live (the rule: tests/integration/evictor.py)
+# Meanwhile wg0 also holds 1,000 peers wggwd did not make: its dumps are
+# judged in slices over several loop turns (the netlink backend's array
+# kept meanwhile), and the evictor takes them slice by slice.
+awk 'BEGIN { srand(7); b = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for (i = 0; i < 1000; i++) { k = ""; for (j = 0; j < 42; j++) k = k substr(b, int(rand() * 64) + 1, 1)
+		k = k substr("AEIMQUYcgkosw048", int(rand() * 16) + 1, 1) "="
+		printf "[Peer]\nPublicKey = %s\nAllowedIPs = 10.%d.%d.1/32\n", k, 200 + int(i / 250), i % 250 } }' >/tmp/others.conf
+gw wg addconf wg0 /tmp/others.conf
+others=$(gw wg show wg0 peers | grep -vcF "$CL_PUB")
 t0=$(now_ms)
-if wait_for 200 sh -c "[ -z \"\$($IP netns exec gw wg show wg0 peers)\" ]"; then
+if wait_for 200 sh -c "! $IP netns exec gw wg show wg0 peers | grep -qF '$CL_PUB'"; then
 	ok "the evictor removed the idle peer ($(($(now_ms) - t0)) ms after the ping)"
 else
-	nok "the evictor removed the idle peer: $(gw wg show wg0 dump | tail -n +2)"
+	nok "the evictor removed the idle peer: $(gw wg show wg0 dump | grep -F "$CL_PUB")"
 	show_log 20
 fi
 evicted() { test "$(stat_of idle.evicted_idle)" = 1 -a "$(stat_of wg0.removed)" = 1; }
 wait_for 20 evicted
 check "counter idle.evicted_idle = 1 (got $(stat_of idle.evicted_idle)), wg0.removed = $(stat_of wg0.removed)" \
 	evicted
+check "beside 1,000 peers not wggwd's (dumps judged in slices): those untouched ($others, now $(gw wg show wg0 peers | wc -l)), no sweep error ($(stat_of idle.sweep_errors))" \
+	sh -c "[ $others = 1000 ] && [ \$($IP netns exec gw wg show wg0 peers | wc -l) = 1000 ] && [ $(stat_of idle.sweep_errors) = 0 ]"
+gw wg set wg0 $(gw wg show wg0 peers | sed 's/.*/peer & remove/')
 
 # the client comes back (its session is still valid on its side; make it
 # start over so that it knocks): installed afresh, inverted again
