@@ -29,6 +29,9 @@ void log_fatal_oom(const char *file, int line) __attribute__((noreturn));
 bool log_to_journal(void);
 void *xcalloc(size_t n, size_t size);
 char *xstrdup(const char *s);
+/* src into dst[size] (size > 0), cut short if need be: snprintf's "%s"
+ * without its cost, for the per-item paths */
+void strtrunc(char *dst, size_t size, const char *src);
 
 /* metrics.c: named counters and gauges */
 struct metric;

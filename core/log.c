@@ -103,3 +103,11 @@ char *xstrdup(const char *s)
 		die_oom();
 	return p;
 }
+
+void strtrunc(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = 0;
+}

@@ -348,7 +348,10 @@ static void finish(struct core_item *ci, int verdict)
 			   verdict, it);
 	if (verdict == WGGWD_DROP || verdict == WGGWD_ERROR)
 		drop_log(ci, stopped_at(ci, verdict));
+	/* JIT installs only: a pushed peer's client may come hours later,
+	 * and timing it would have the heartbeat dump through a bulk push */
 	if (verdict == WGGWD_CONTINUE && it->op == WGGWD_OP_ADD && it->t[WGGWD_T_INSTALLED] &&
+	    it->transport != WGGWD_TR_PUSH &&
 	    !(it->flags & (WGGWD_ITEM_UNCHANGED | WGGWD_ITEM_INJECTED)) && pl->installer_in) {
 		uint64_t rx = it->rx_realtime_ns;
 
@@ -360,7 +363,8 @@ static void finish(struct core_item *ci, int verdict)
 		revoke_if_installed(ci);
 	if (verdict == WGGWD_CONTINUE && it->op == WGGWD_OP_REMOVE)
 		notify_removed(ci);
-	if (verdict == WGGWD_CONTINUE && it->t[WGGWD_T_INSTALLED] && it->op == WGGWD_OP_ADD) {
+	if (verdict == WGGWD_CONTINUE && it->t[WGGWD_T_INSTALLED] && it->op == WGGWD_OP_ADD &&
+	    log_level >= WGGWD_LOG_INFO) {
 		char b64[sodium_base64_ENCODED_LEN(WGGWD_KEY_LEN,
 						   sodium_base64_VARIANT_ORIGINAL)];
 		uint64_t t0 = it->t[WGGWD_T_RX];

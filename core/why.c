@@ -148,10 +148,10 @@ void why_record(const uint8_t *key, uint64_t rx_real_ns, const char *pipeline,
 	e.op = it->op;
 	e.reason = verdict == WGGWD_CONTINUE && it->op == WGGWD_OP_ADD ? 0 : it->reason;
 	e.flags = it->flags;
-	snprintf(e.pipeline, sizeof(e.pipeline), "%s", pipeline);
-	snprintf(e.stage, sizeof(e.stage), "%s", stage ? stage : "");
+	strtrunc(e.pipeline, sizeof(e.pipeline), pipeline);
+	strtrunc(e.stage, sizeof(e.stage), stage ? stage : "");
 	if (it->detail)
-		snprintf(e.detail, sizeof(e.detail), "%s", it->detail);
+		strtrunc(e.detail, sizeof(e.detail), it->detail);
 	timeline(&e, it);
 	all[all_at] = e;
 	all_at = (all_at + 1) % WHY_ALL;

@@ -100,7 +100,9 @@ struct pmsg {
 	struct pmsg *prev, *next;
 };
 
-#define KEY_BUCKETS 16384
+/* a bucket a key on average: the table doubles as the keys grow */
+#define KEY_BUCKETS_MIN 16384
+#define KEY_BUCKETS_MAX (1u << 22)
 
 enum {
 	C_RECEIVED, C_EMITTED, C_ACKED, C_NAKED, C_TERMINATED, C_STALE, C_POISON, C_REFUSED,
@@ -119,7 +121,7 @@ struct ctx {
 	natsSubscription *sub;
 	struct sn_policy pol;
 	struct keyst **keys;
-	size_t n_keys;
+	size_t n_keys, n_buckets;     /* n_buckets: a power of two */
 	struct keyst *lru, *lru_tail; /* idle keys, least recently used first */
 	struct pmsg *live;       /* every pmsg */
 	size_t n_live, n_emitted;
@@ -149,9 +151,37 @@ struct ctx {
 #define warn_limited(c, ...) (c)->host->log_limited((c)->self, WGGWD_LOG_WARN, __VA_ARGS__)
 
 /* keys are the control plane's choice: buckets by the host's keyed hash */
+static size_t key_bucket(const struct ctx *c, const uint8_t *key)
+{
+	return c->host->hash(key, WGGWD_KEY_LEN) & (c->n_buckets - 1);
+}
+
+/* Twice the buckets once there are more keys than buckets (a replay of
+ * 10^5 keys walked chains of four and more); short of memory, the old
+ * table stays, with longer chains. */
+static void keys_grow(struct ctx *c)
+{
+	size_t i, h, n = c->n_buckets * 2;
+	struct keyst **t, *k, *next;
+
+	if (c->n_keys <= c->n_buckets || n > KEY_BUCKETS_MAX || !(t = calloc(n, sizeof(*t))))
+		return;
+	for (i = 0; i < c->n_buckets; i++) {
+		for (k = c->keys[i]; k; k = next) {
+			next = k->next;
+			h = c->host->hash(k->key, WGGWD_KEY_LEN) & (n - 1);
+			k->next = t[h];
+			t[h] = k;
+		}
+	}
+	free(c->keys);
+	c->keys = t;
+	c->n_buckets = n;
+}
+
 static struct keyst *key_get(struct ctx *c, const uint8_t *key)
 {
-	size_t h = c->host->hash(key, WGGWD_KEY_LEN) % KEY_BUCKETS;
+	size_t h = key_bucket(c, key);
 	struct keyst *k;
 
 	for (k = c->keys[h]; k; k = k->next)
@@ -165,6 +195,7 @@ static struct keyst *key_get(struct ctx *c, const uint8_t *key)
 	k->next = c->keys[h];
 	c->keys[h] = k;
 	*c->g_keys = ++c->n_keys;
+	keys_grow(c);
 	return k;
 }
 
@@ -180,7 +211,7 @@ static void lru_unlink(struct ctx *c, struct keyst *k)
 
 static void key_forget(struct ctx *c, struct keyst *k)
 {
-	struct keyst **pp = &c->keys[c->host->hash(k->key, WGGWD_KEY_LEN) % KEY_BUCKETS];
+	struct keyst **pp = &c->keys[key_bucket(c, k->key)];
 
 	lru_unlink(c, k);
 	while (*pp != k)
@@ -1086,7 +1117,8 @@ static int sn_create(const struct wggwd_host *host, struct wggwd_inst *self,
 	c->host = host;
 	c->self = self;
 	c->conf = conf;
-	c->keys = calloc(KEY_BUCKETS, sizeof(*c->keys));
+	c->n_buckets = KEY_BUCKETS_MIN;
+	c->keys = calloc(c->n_buckets, sizeof(*c->keys));
 	if (!c->keys) {
 		ret = -ENOMEM;
 		goto err;
@@ -1225,7 +1257,7 @@ static void sn_stop(void *ctx)
 		c->sub = NULL;
 	}
 	/* what waits behind another item of its key goes back */
-	for (i = 0; i < KEY_BUCKETS; i++) {
+	for (i = 0; i < c->n_buckets; i++) {
 		struct keyst *ks;
 
 		for (ks = c->keys[i]; ks; ks = ks->next) {
@@ -1258,7 +1290,7 @@ static void sn_destroy(void *ctx)
 	nc_destroy(c->nc);
 	free(c->bound_stream);
 	free(c->deliver);
-	for (i = 0; i < KEY_BUCKETS; i++)
+	for (i = 0; i < c->n_buckets; i++)
 		for (ks = c->keys[i]; ks; ks = kn) {
 			kn = ks->next;
 			free(ks);

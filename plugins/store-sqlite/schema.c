@@ -62,6 +62,10 @@ static const char *const migrations[] = {
 	"ALTER TABLE peer ADD COLUMN last_endpoint BLOB;"
 	"ALTER TABLE peer ADD COLUMN last_handshake INTEGER;"
 	"CREATE INDEX peer_handshake ON peer(last_handshake) WHERE last_handshake IS NOT NULL;",
+	/* 5 -> 6: peer_pushed held every pushed row a second time, so each
+	 * push wrote two random pages; the scans it served (the reconcile's,
+	 * on the thread pool, and the count at start) read the table instead */
+	"DROP INDEX peer_pushed;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -29,6 +29,7 @@ CHECKS = [
     "version above 2^53 is terminated as poison; the key is not pinned",
     "max_version_jump: a version too far ahead of the applied one is terminated (version_jump); one within applies",
     "max_keys: 300 distinct keys keep the per-key state gauge <= the cap, all ACKed",
+    "40,000 distinct keys (the per-key table doubles past 16,384 and 32,768 keys): each installed once, all ACKed; 2,000 of them again are found (stale)",
     "endpoints: loopback, link-local, unspecified, multicast and our own address are terminated (policy)",
     "endpoints: a public endpoint is accepted; allow_endpoints admits a loopback one",
     "tls_key_file with mode 0644 is refused at start, naming the file",
@@ -368,6 +369,37 @@ def version_checks(srv, cl):
        and s.get("nats.keys_forgotten", 0) >= 300 - 64, CHECKS[5], (acked, peak[0], s))
     finish(d)
 
+    # more keys than the per-key table's first buckets: it grows under them
+    out = f"{tmp}/hv3.out"
+    cfg, stats = config(nats_stage(srv.url, """
+      subject: wggwd.hv.many
+      durable: hv3
+      max_in_flight: 4096
+      allowed_prefixes: [10.64.0.0/10]""") + file_stage(out), "\n  push: [nats, out]")
+    d = daemon(cfg)
+    wait_until(lambda: "consuming wggwd.hv.many" in d.output(), 10)
+    n = 40000
+    keys = [newkey() for _ in range(n)]
+    for i, k in enumerate(keys):
+        cl.pub("wggwd.hv.many", json.dumps({"public_key": k, "version": 1, "allowed_ips":
+                                            [f"10.{64 + i // 65536}.{i // 256 % 256}.{i % 256}/32"]}).encode())
+    cl.flush()
+    acked = wait_until(lambda: stat(stats, "nats.acked") >= n, 60)
+    # the first keys again, the same version: found in the grown table
+    # (moved twice), so stale, not installed again
+    for i, k in enumerate(keys[:2000]):
+        cl.pub("wggwd.hv.many", json.dumps({"public_key": k, "version": 1, "allowed_ips":
+                                            [f"10.64.{i // 256}.{i % 256}/32"]}).encode())
+    cl.flush()
+    acked = acked and wait_until(lambda: stat(stats, "nats.acked") >= n + 2000, 30)
+    s = read_stats(stats)
+    added = [ln.split()[1] for ln in lines(out) if ln.startswith("add ")]
+    ok(acked and s.get("nats.keys") == n and s.get("nats.stale") == 2000 and len(added) == n
+       and set(added) == set(keys), CHECKS[6],
+       (acked, s.get("nats.acked"), s.get("nats.keys"), s.get("nats.stale"), len(added),
+        len(set(added))))
+    finish(d)
+
 
 def own_address():
     try:
@@ -404,7 +436,7 @@ def endpoint_checks(srv, cl):
     got = [wait_until(lambda s=s: acks.get(s), 5) for s in seqs]
     ok(all(g == ["+TERM"] for g in got)
        and wait_until(lambda: stat(stats, "nats.poison_policy") == len(bad), 2),
-       CHECKS[6], (list(zip(bad, got)), read_stats(stats)))
+       CHECKS[7], (list(zip(bad, got)), read_stats(stats)))
     good = cl.js_publish("wggwd.he.gw", {"public_key": newkey(), "version": 1,
                                          "endpoint": "198.51.100.7:51820",
                                          "allowed_ips": ["10.90.4.2/32"]})["seq"]
@@ -426,7 +458,7 @@ def endpoint_checks(srv, cl):
                                         "endpoint": "127.0.0.1:51820",
                                         "allowed_ips": ["10.90.4.3/32"]})["seq"]
     g2 = wait_until(lambda: acks.get(lo), 5)
-    ok(g1 == ["+ACK"] and g2 == ["+ACK"], CHECKS[7], (g1, g2, d.output()[-1500:]))
+    ok(g1 == ["+ACK"] and g2 == ["+ACK"], CHECKS[8], (g1, g2, d.output()[-1500:]))
     finish(d)
 
 
@@ -450,11 +482,11 @@ def secret_checks(srv):
       tls_cert_file: {crt}
       tls_key_file: {key}""") + file_stage(f"{tmp}/sec.out"), "\n  push: [nats, out]")
     r, out = refused_at_start(cfg, key)
-    ok(r, CHECKS[8], out[-1500:])
+    ok(r, CHECKS[9], out[-1500:])
 
     nk = user_nkey()
     if not nk:
-        for c in CHECKS[9:12]:
+        for c in CHECKS[10:13]:
             skip(c, "python3-cryptography is missing (NKeys)")
         return
     pub, seed = nk
@@ -466,15 +498,15 @@ def secret_checks(srv):
     cfg, _ = config(nats_stage(srv.url, base + f"\n      nkey: {pub}\n      nkey_seed_file: {seedf}")
                     + file_stage(f"{tmp}/sec.out"), "\n  push: [nats, out]")
     r2, o2 = refused_at_start(cfg, seedf)
-    ok(r1 and r2, CHECKS[9], (o1[-800:], o2[-800:]))
+    ok(r1 and r2, CHECKS[10], (o1[-800:], o2[-800:]))
 
     # read once: the file can go (or be swapped) after start
     os.chmod(creds, 0o600)
     os.chmod(seedf, 0o600)
     conf = write(f"{tmp}/nkey-server.conf", f"authorization {{\n  users: [ {{ nkey: {pub} }} ]\n}}\n")
     for idx, extra, path, srv_extra in (
-            (10, f"\n      creds_file: {creds}", creds, ()),
-            (11, f"\n      nkey: {pub}\n      nkey_seed_file: {seedf}", seedf, ("-c", conf))):
+            (11, f"\n      creds_file: {creds}", creds, ()),
+            (12, f"\n      nkey: {pub}\n      nkey_seed_file: {seedf}", seedf, ("-c", conf))):
         s2 = _server_with(srv_extra)
         try:
             cfg, stats = config(nats_stage(s2.url, base.replace("sec.x", f"sec{idx}") + extra)
@@ -531,7 +563,7 @@ def readiness_checks(srv, cl):
         ans = repr(e)
     finish(d)
     px.close()
-    ok(seen and ans == {"ok": True}, CHECKS[12], (ans, d.output()[-1500:]))
+    ok(seen and ans == {"ok": True}, CHECKS[13], (ans, d.output()[-1500:]))
 
     # a server that accepts and never speaks, and a long connect_timeout
     px = Proxy(srv.port, mode="hold")
@@ -562,7 +594,7 @@ def readiness_checks(srv, cl):
     n0 = len(lines(kout))
     time.sleep(2.0)
     n1 = len(lines(kout))
-    ok(n1 - n0 >= 10 and "answering requests" not in d.output(), CHECKS[13],
+    ok(n1 - n0 >= 10 and "answering requests" not in d.output(), CHECKS[14],
        (n0, n1, d.output()[-1500:]))
     px.mode = "forward"
     up = wait_until(lambda: "answering requests on" in d.output(), 15)
@@ -574,7 +606,7 @@ def readiness_checks(srv, cl):
         ans = repr(e)
     finish(d)
     px.close()
-    ok(up and ans == {"ok": True}, CHECKS[14], (ans, d.output()[-1500:]))
+    ok(up and ans == {"ok": True}, CHECKS[15], (ans, d.output()[-1500:]))
 
 
 # ---------------------------------------------------------------- main

@@ -975,23 +975,23 @@ if built:
                  r.stat("store.hit") >= 1 and r.stat("store.negative_hit") >= 1 and
                  r.stat("store.reconcile_removed") == 1)
     wl = set(lines(r.wglog))
-    ok(got and "schema 1 -> 5" in r.log() and {f"add {MP}", f"add {MQ}", f"remove {MT}"} <= wl
+    ok(got and "schema 1 -> 6" in r.log() and {f"add {MP}", f"add {MQ}", f"remove {MT}"} <= wl
        and api.count() == 0,
-       "a v1 database migrates (schema 1 -> 5): its pushed peer is re-installed, its "
+       "a v1 database migrates (schema 1 -> 6): its pushed peer is re-installed, its "
        "tombstone's peer removed, its cached answer and negative entry served, no lookup",
        f"{sorted(wl)} api={api.count()} {r.stats()}\n{r.log()[-3000:]}")
     clean_exit(r, "v1")
     r.close()
     cols = [c[1] for c in dbq(vdb, "PRAGMA table_info(peer)")]
     idx = [x[0] for x in dbq(vdb, "SELECT name FROM sqlite_master WHERE type = 'index'")]
-    ok(dbq(vdb, "PRAGMA user_version") == [(5,)] and "installed" not in cols and
-       "lease" in cols and "peer_pushed" in idx and
+    ok(dbq(vdb, "PRAGMA user_version") == [(6,)] and "installed" not in cols and
+       "lease" in cols and "peer_pushed" not in idx and
        {"negative_expires", "stamp_seen", "ratelimit_win"} <= set(idx) and
        {"last_endpoint", "last_handshake"} <= set(cols) and "peer_handshake" in idx and
        sorted(dbq(vdb, "SELECT origin, removed, version, length(allowed) FROM peer")) ==
        sorted([(2, 0, 7, 36), (1, 0, None, 18), (2, 1, 9, 0)]),
-       "after the migration: version 5, no installed column, a lease column, the v2 index, "
-       "the v4 time indexes, the v5 last endpoint and handshake, every row kept", (cols, idx, dbq(vdb, "SELECT origin, removed, version FROM peer")))
+       "after the migration: version 6, no installed column, a lease column, the v4 time "
+       "indexes, the v5 last endpoint and handshake, no v2 index (dropped by v6), every row kept", (cols, idx, dbq(vdb, "SELECT origin, removed, version FROM peer")))
 else:
     skip("v1 migration", "test plugins did not build")
     skip("v1 migration: the schema after", "test plugins did not build")
