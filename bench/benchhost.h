@@ -10,6 +10,8 @@
 #ifndef WGGWD_BENCHHOST_H
 #define WGGWD_BENCHHOST_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -108,6 +110,72 @@ static int h_queue_work(struct wggwd_inst *in, wggwd_fn fn, wggwd_status_cb afte
 	if (ret)
 		free(w);
 	return ret;
+}
+
+/* post(): fn(arg) on the loop, from any thread (bh_post_init on the loop
+ * first; the handle does not keep the loop alive) */
+struct bh_post {
+	struct bh_post *next;
+	wggwd_fn fn;
+	void *arg;
+};
+
+static pthread_mutex_t bh_post_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct bh_post *bh_post_head, **bh_post_tail = &bh_post_head;
+static uv_async_t bh_async;
+
+static void bh_on_post(uv_async_t *a)
+{
+	struct bh_post *p, *n;
+
+	(void)a;
+	pthread_mutex_lock(&bh_post_lock);
+	p = bh_post_head;
+	bh_post_head = NULL;
+	bh_post_tail = &bh_post_head;
+	pthread_mutex_unlock(&bh_post_lock);
+	for (; p; p = n) {
+		n = p->next;
+		p->fn(p->arg);
+		free(p);
+	}
+}
+
+static void bh_post_init(void)
+{
+	static bool done;
+
+	if (done)
+		return;
+	done = true;
+	uv_async_init(loop, &bh_async, bh_on_post);
+	uv_unref((uv_handle_t *)&bh_async);
+}
+
+/* Before uv_loop_close: the post handle closed. */
+static void bh_post_fini(void)
+{
+	if (!uv_is_closing((uv_handle_t *)&bh_async) && bh_async.loop) {
+		uv_close((uv_handle_t *)&bh_async, NULL);
+		uv_run(loop, UV_RUN_NOWAIT);
+	}
+}
+
+static int h_post(struct wggwd_inst *in, wggwd_fn fn, void *arg)
+{
+	struct bh_post *p = calloc(1, sizeof(*p));
+
+	(void)in;
+	if (!p)
+		return -ENOMEM;
+	p->fn = fn;
+	p->arg = arg;
+	pthread_mutex_lock(&bh_post_lock);
+	*bh_post_tail = p;
+	bh_post_tail = &p->next;
+	pthread_mutex_unlock(&bh_post_lock);
+	uv_async_send(&bh_async);
+	return 0;
 }
 
 static uint64_t bh_clock_ns(clockid_t id)

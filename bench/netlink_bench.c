@@ -12,6 +12,10 @@
  *        N peers of K allowed IPs each (their dump splits peers across
  *        messages); a second instance, started on the full interface, must
  *        find every one of them unchanged; then all are removed
+ *   netlink-bench chain PLUGIN.so N [option=value...]
+ *        N new peers at once (give a small message_size), one the kernel
+ *        refuses at N/2: the thread pool's messages back to back, stopped
+ *        at the error, the rest after its entries; prints chain_* lines
  *   netlink-bench errors PLUGIN.so [option=value...]
  *        4 installs, the first alone, the others in one message whose middle
  *        peer the kernel refuses (a /33 IPv4 allowed IP): that message is
@@ -179,6 +183,7 @@ static struct wggwd_host host = {
 	.timer_stop = h_timer_stop,
 	.timer_free = h_timer_free,
 	.queue_work = h_queue_work,
+	.post = h_post,
 	.complete = h_complete,
 	.stopped = h_stopped,
 	.installer = h_installer,
@@ -277,10 +282,15 @@ static size_t dump_n;
 static uint8_t want_key[32];
 static int want_keepalive = -1; /* of want_key, in the last dump */
 
+/* chain: the keys to look for in a dump (but the one at n_look / 2),
+ * and how many of them it had */
+static const struct wggwd_item *look_for;
+static size_t n_look, n_found;
+
 static void on_dump(void *arg, int status, const struct wggwd_peer_state *peers, size_t n,
 		    size_t stride)
 {
-	size_t i;
+	size_t i, j;
 
 	(void)arg;
 	dump_done = true;
@@ -292,6 +302,10 @@ static void on_dump(void *arg, int status, const struct wggwd_peer_state *peers,
 
 		if (!memcmp(p->public_key, want_key, 32))
 			want_keepalive = p->keepalive;
+		for (j = 0; j < n_look; j++)
+			if (j != n_look / 2 &&
+			    !memcmp(p->public_key, look_for[j].peer->public_key, 32))
+				n_found++;
 	}
 }
 
@@ -399,6 +413,7 @@ static int run(const char *so, size_t n, unsigned long seed, int argc, char **ar
 		return 1;
 	loop = uv_default_loop();
 	host.loop = loop;
+	bh_post_init();
 	if (ops->create(&host, &inst, conf, &ctx) || ops->start(ctx)) {
 		fprintf(stderr, "the installer did not start\n");
 		return 1;
@@ -497,11 +512,15 @@ static int run(const char *so, size_t n, unsigned long seed, int argc, char **ar
 		else if (!strcmp(counter_names[i], "messages_offloaded"))
 			printf("install_remove_offloaded_%s %llu messages\n", sfx,
 			       (unsigned long long)counters[i]);
+		else if (!strcmp(counter_names[i], "messages_chained"))
+			printf("install_remove_chained_%s %llu messages\n", sfx,
+			       (unsigned long long)counters[i]);
 	ops->stop(ctx);
 	while (!stopped)
 		uv_run(loop, UV_RUN_ONCE);
 	uv_run(loop, UV_RUN_NOWAIT);
 	ops->destroy(ctx);
+	bh_post_fini();
 	done = uv_loop_close(loop) == 0;
 	if (!done)
 		fprintf(stderr, "the loop was not closed cleanly\n");
@@ -550,6 +569,7 @@ static const struct wggwd_ops *start_one(const char *so, int argc, char **argv, 
 		return NULL;
 	loop = uv_default_loop();
 	host.loop = loop;
+	bh_post_init();
 	stopped = false;
 	if (p->ops->create(&host, &inst, conf, ctx) || p->ops->start(*ctx))
 		return NULL;
@@ -658,6 +678,7 @@ static int errors(const char *so, int argc, char **argv)
 		return 1;
 	loop = uv_default_loop();
 	host.loop = loop;
+	bh_post_init();
 	if (ops->create(&host, &inst, conf, &ctx) || ops->start(ctx))
 		return 1;
 	if (!items)
@@ -691,6 +712,79 @@ static int errors(const char *so, int argc, char **argv)
 		uv_run(loop, UV_RUN_ONCE);
 	ops->destroy(ctx);
 	return i && !failed ? 0 : 1;
+}
+
+static uint64_t counter_of(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ncounters && i < 64; i++)
+		if (!strcmp(counter_names[i], name))
+			return counters[i];
+	return 0;
+}
+
+/*
+ * N new peers at once, in messages of message_size (give a small one), a
+ * peer the kernel refuses at N/2: the messages go from the thread pool
+ * back to back, the one with the bad peer stops them and is re-sent entry
+ * by entry, then the ones built behind it go: N-1 installed (the dump
+ * agrees), one failed; then all removed.
+ */
+static int chain(const char *so, size_t n, int argc, char **argv)
+{
+	struct wggwd_item *items = items_new(n, 1);
+	const struct wggwd_ops *ops;
+	size_t i, before, bad = n / 2;
+	char b64[WG_KEY_B64_LEN];
+	void *ctx;
+	double t;
+	int ok;
+
+	if (!items || !n)
+		return 1;
+	ops = start_one(so, argc, argv, &ctx);
+	if (!ops || timed_dump(ops, ctx, &t))
+		return 1;
+	before = dump_n;
+	for (i = 0; i < n; i++) {
+		struct wggwd_item *it = &items[i];
+
+		it->type = WGGWD_MSG_PEER;
+		it->transport = WGGWD_TR_PUSH;
+		peer_key(it->peer->public_key, 98, i);
+		it->peer->has = WGGWD_PEER_HAS_PUBLIC_KEY | WGGWD_PEER_HAS_ALLOWED_IPS;
+		it->peer->n_allowed = 1;
+		it->peer->allowed[0].family = AF_INET;
+		it->peer->allowed[0].cidr = i == bad ? 33 : 32; /* the kernel says EINVAL */
+		peer_ip(it->peer->allowed[0].addr, 70000 + i);
+	}
+	wg_key_to_b64(b64, items[bad].peer->public_key);
+	printf("bad_peer %s\n", b64);
+	process_all(ops, ctx, items, n, WGGWD_OP_ADD);
+	printf("chain_completed %zu\nchain_failed %zu\n", completed, failed);
+	ok = completed == n - 1 && failed == 1;
+	/* the refused one may be there too (without allowed IPs: the kernel
+	 * creates a peer before it reads them) */
+	look_for = items;
+	n_look = n;
+	n_found = 0;
+	if (timed_dump(ops, ctx, &t))
+		return 1;
+	n_look = 0;
+	printf("chain_dump_peers %zu\n", n_found);
+	ok = ok && n_found == n - 1;
+	printf("chain_messages %llu\nchain_chained %llu\nchain_split %llu\n",
+	       (unsigned long long)counter_of("messages"),
+	       (unsigned long long)counter_of("messages_chained"),
+	       (unsigned long long)counter_of("messages_split"));
+	ok = ok && counter_of("messages_chained") > 0 && counter_of("messages_split") == 1;
+	items[bad].peer->allowed[0].cidr = 32;
+	if (process_all(ops, ctx, items, n, WGGWD_OP_REMOVE) || timed_dump(ops, ctx, &t))
+		return 1;
+	ok = ok && dump_n == before;
+	stop_one(ops, ctx);
+	return ok ? 0 : 1;
 }
 
 static int knock(const char *so, const char *ep, int argc, char **argv)
@@ -734,6 +828,8 @@ int main(int argc, char **argv)
 			    argv + 5);
 	if (argc >= 4 && !strcmp(argv[1], "knock"))
 		return knock(argv[2], argv[3], argc - 4, argv + 4);
+	if (argc >= 4 && !strcmp(argv[1], "chain"))
+		return chain(argv[2], strtoul(argv[3], NULL, 0), argc - 4, argv + 4);
 	if (argc >= 3 && !strcmp(argv[1], "errors"))
 		return errors(argv[2], argc - 3, argv + 3);
 	if (argc >= 4 && !strcmp(argv[1], "time"))

@@ -9,20 +9,24 @@
  * uv_poll callbacks).
  *
  * Userspace cannot send as the kernel (port 0), so this target replaces
- * two functions of genl.c: open_sockets (two SOCK_DGRAM socketpairs stand
- * for the netlink sockets: what the plugin sends is read and dropped) and
- * nl_recv (the next datagram of the input for that socket). fuzz/run
- * compiles a copy of genl.c with those two renamed (see fuzz/run).
+ * three functions of genl.c: open_sockets (two SOCK_DGRAM socketpairs
+ * stand for the netlink sockets: what the plugin sends is read and
+ * dropped), nl_recv_buf and nl_recv (the next datagram of the input for
+ * that socket). fuzz/run compiles a copy of genl.c with those renamed.
  *
  * Input: [flags] then records [kind][len u16 LE][len bytes]
- *   flags % 3: completion; 4: items carry the knock's endpoint
+ *   flags % 3: completion; 4: items carry the knock's endpoint; 8: an
+ *             install is BULK keys at once, in messages of 4 KiB (sent
+ *             from the thread pool, in a chain that reads its answers)
  *   kind & 1: for the get (dump) socket, else the set socket
  *   kind & 2: keep the sequence numbers (else those of the last request
  *             the plugin sent on that socket)
  *   kind>>2 & 3: first 1 install, 2 remove (key (kind>>4)&3), 3 dump
  *   kind & 0x40: the datagram is from a foreign port (dropped)
  *   kind & 0x80: fire the engine's timers first
- * Records before the first action answer start (family, first dump).
+ * Records before the first action answer start (family, first dump);
+ * after it, the plugin runs after each record with an action (or 0x80),
+ * so the records without one pile up for it.
  */
 #include "installer_netlink.h"
 #include "stubhost.h"
@@ -40,10 +44,12 @@ struct dgram {
 };
 
 #define MAXD 512
+#define BULK 48 /* more than OFFLOAD_NEW, more than one 4 KiB message */
 static struct dgram pool[MAXD];
 static struct dgram *fifo[2], **tail[2];
 static int peer[2] = { -1, -1 }; /* our ends of the socketpairs */
 static uint32_t last_seq[2];       /* of the last request sent on each */
+static int get_fd = -1;
 
 /* Read what the plugin sent on socket i (dropped), noting its sequence. */
 static void drain_one(int i)
@@ -77,6 +83,8 @@ int open_sockets(struct ctx *c)
 			abort();
 		fcntl(sv[1], F_SETFL, O_NONBLOCK);
 		s->fd = sv[0];
+		if (i)
+			get_fd = sv[0];
 		s->portid = 1000 + i;
 		peer[i] = sv[1];
 		if (send(sv[1], "!", 1, 0) != 1)
@@ -99,10 +107,11 @@ static void patch_seq(uint8_t *buf, size_t len, uint32_t seq)
 	}
 }
 
-/* genl.c's, replaced: the next datagram of the input for this socket */
-int nl_recv(struct ctx *c, int fd, int flags)
+/* genl.c's, replaced: the next datagram of the input for this socket
+ * (the loop's reads and the SET chain's, in the pool) */
+int nl_recv_buf(int fd, uint8_t *buf, size_t cap, int flags, bool *foreign, uint32_t *port)
 {
-	int i = fd == c->get.fd;
+	int i = fd == get_fd;
 	struct dgram *d = fifo[i];
 
 	(void)flags;
@@ -112,16 +121,28 @@ int nl_recv(struct ctx *c, int fd, int flags)
 	if (!fifo[i])
 		tail[i] = &fifo[i];
 	if (d->kind & 0x40) {
-		(*c->c_foreign)++;
+		*foreign = true;
+		*port = 4242;
 		return 0;
 	}
-	if (d->n > RBUF_SIZE)
+	if (d->n > cap)
 		return -EMSGSIZE;
-	memcpy(c->rbuf, d->p, d->n);
+	memcpy(buf, d->p, d->n);
 	drain_one(i);
 	if (!(d->kind & 2))
-		patch_seq(c->rbuf, d->n, last_seq[i]);
+		patch_seq(buf, d->n, last_seq[i]);
 	return (int)d->n;
+}
+
+int nl_recv(struct ctx *c, int fd, int flags)
+{
+	bool foreign = false;
+	uint32_t port;
+	int n = nl_recv_buf(fd, c->rbuf, RBUF_SIZE, flags, &foreign, &port);
+
+	if (foreign)
+		(*c->c_foreign)++;
+	return n;
 }
 
 static void drain(void)
@@ -174,7 +195,7 @@ static void item(void *ctx, int remove, unsigned k, uint8_t flags)
 	const struct wggwd_host *h = &stub_host;
 	struct wggwd_item *it = h->item_new(STUB_SELF);
 	struct wggwd_allowed_ip *ips;
-	unsigned n = k + 1, i;
+	unsigned n = (k & 3) + 1, i;
 	int v;
 
 	if (!it)
@@ -253,6 +274,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	conf.e.interface = "wg0";
 	conf.netns = NULL;
 	conf.e.completion = flags % 3;
+	if (flags & 8)
+		conf.message_size = 4096; /* bulk: a chain of several */
 	if (wggwd_plugin.ops->create(&stub_host, STUB_SELF, &conf, &ctx))
 		return 0;
 	peer[0] = peer[1] = -1;
@@ -272,6 +295,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			stub_fire_timers();
 		switch ((d->kind >> 2) & 3) {
 		case 1:
+			if (flags & 8) {
+				unsigned j;
+
+				for (j = 0; j < BULK; j++)
+					item(ctx, 0, 4 + (k * BULK + j) % 200, flags);
+				break;
+			}
 			item(ctx, 0, k, flags);
 			break;
 		case 2:
@@ -283,8 +313,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		*tail[d->kind & 1] = d;
 		tail[d->kind & 1] = &d->next;
-		pump();
+		/* records with no action pile up: several answers at once (a
+		 * chain reads one per message it sends) */
+		if (d->kind & 0x8c)
+			pump();
 	}
+	pump();
 	/* what is still unanswered times out, then the daemon stops */
 	stub_fire_timers();
 	pump();

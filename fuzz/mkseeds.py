@@ -256,6 +256,11 @@ def netlink():
         rec(0x01, done()) + rec(0x84, ack()))
     put("netlink", "no-family", b"\x01" + rec(0, nlmsg(2, 0, struct.pack("<i", -2) + bytes(16))))
     put("netlink", "no-device", b"\x01" + rec(0, family_reply()) + rec(1, nlmsg(2, 0, struct.pack("<i", -19) + bytes(16))))
+    # flags 8: each install is 48 keys in 4 KiB messages; answers without
+    # an action pile up, so the pool's chain finds one per message it sends
+    put("netlink", "bulk-chain", b"\x09" + start + rec(0x04, ack()) + rec(0x00, ack()) * 4 +
+        rec(0x14, ack()) + rec(0x00, ack()) * 4 + rec(0x00, ack(-22, "bad peer")) +
+        rec(0x84, ack()))
     put("netlink", "foreign-late", b"\x01" + start + rec(0x44, ack()) + rec(0x02, ack()) + rec(0x00, ack()))
 
 

@@ -111,16 +111,17 @@ int open_sockets(struct ctx *c)
 /* ------------------------------------------------ what the kernel sends */
 
 /*
- * One datagram into c->rbuf, if the kernel sent it: the sender's port id
- * (recvmsg's sockaddr_nl) must be 0. With `netns:` the sockets live in a
- * namespace whose owner (root of a container, say) could otherwise send
- * our port answers of its own. Returns the length; 0 for a datagram that
- * was dropped (counted, logged); -errno (-EMSGSIZE: cut short).
+ * One datagram on fd into buf, if the kernel sent it (any thread): the
+ * sender's port id (recvmsg's sockaddr_nl) must be 0. With `netns:` the
+ * sockets live in a namespace whose owner (root of a container, say)
+ * could otherwise send our port answers of its own. Returns the length;
+ * 0 for a datagram dropped (wiped; *foreign set, *port its sender's);
+ * -errno (-EMSGSIZE: cut short).
  */
-int nl_recv(struct ctx *c, int fd, int flags)
+int nl_recv_buf(int fd, uint8_t *buf, size_t cap, int flags, bool *foreign, uint32_t *port)
 {
 	struct sockaddr_nl sa;
-	struct iovec iov = { .iov_base = c->rbuf, .iov_len = RBUF_SIZE };
+	struct iovec iov = { .iov_base = buf, .iov_len = cap };
 	struct msghdr m = { .msg_name = &sa, .msg_namelen = sizeof(sa), .msg_iov = &iov,
 			    .msg_iovlen = 1 };
 	ssize_t n;
@@ -130,18 +131,32 @@ int nl_recv(struct ctx *c, int fd, int flags)
 	if (n < 0)
 		return -errno;
 	if (m.msg_namelen < sizeof(sa) || sa.nl_family != AF_NETLINK || sa.nl_pid) {
-		sodium_memzero(c->rbuf, (size_t)n < RBUF_SIZE ? (size_t)n : RBUF_SIZE);
-		(*c->c_foreign)++;
-		c->host->log_limited(c->self, WGGWD_LOG_WARN,
-				     "netlink: dropped a message from port %u, not the kernel's",
-				     (unsigned)sa.nl_pid);
+		sodium_memzero(buf, (size_t)n < cap ? (size_t)n : cap);
+		*foreign = true;
+		*port = sa.nl_pid;
 		return 0;
 	}
 	if (m.msg_flags & MSG_TRUNC) {
-		sodium_memzero(c->rbuf, RBUF_SIZE);
+		sodium_memzero(buf, cap);
 		return -EMSGSIZE;
 	}
 	return (int)n;
+}
+
+/* The same into c->rbuf, on the loop: a dropped one counted, logged. */
+int nl_recv(struct ctx *c, int fd, int flags)
+{
+	bool foreign = false;
+	uint32_t port = 0;
+	int n = nl_recv_buf(fd, c->rbuf, RBUF_SIZE, flags, &foreign, &port);
+
+	if (foreign) {
+		(*c->c_foreign)++;
+		c->host->log_limited(c->self, WGGWD_LOG_WARN,
+				     "netlink: dropped a message from port %u, not the kernel's",
+				     (unsigned)port);
+	}
+	return n;
 }
 
 /*

@@ -18,7 +18,13 @@
  * read again. The kernel precomputes each new peer's static-static DH
  * inside sendmsg, so a message with OFFLOAD_NEW new peers or more (a
  * replay, a restore) is sent from the thread pool while the loop goes on;
- * one knocking client's install is sent at once, on the loop.
+ * one knocking client's install is sent at once, on the loop. While the
+ * pool thread sends one, the loop builds the next from what queued, and
+ * the thread sends it as soon as the kernel has answered the first (it
+ * reads that answer itself): the kernel, which applies SETs one at a time,
+ * never waits for the loop between two (a push of 10^5 peers is ~300
+ * messages). An error, or an answer not there, stops that chain: the loop
+ * handles it (re-sends entry by entry) before the messages built behind.
  */
 #include "installer_netlink.h"
 
@@ -46,6 +52,8 @@ static const struct wggwd_opt opts[] = {
 
 
 static void pump_set(struct ctx *c);
+static void on_chain(void *arg);
+static void nl_destroy(void *b);
 static void on_poll(uv_poll_t *h, int status, int events);
 
 /* The kernel may just have spent a while in sendmsg or recvmsg: start
@@ -194,24 +202,35 @@ static void entry_failed(struct ctx *c, const struct ent_ref *r, int err, const 
 		     ext ? ext : "");
 }
 
-/* The answer to the SET message in flight. */
-static void set_answered(struct ctx *c, int err, const char *ext)
+static bool in_ring(const struct ctx *c, const struct slot *s)
+{
+	return s == &c->ring[0] || s == &c->ring[1];
+}
+
+/* The answer to message s, the oldest one sent. */
+static void set_answered(struct ctx *c, struct slot *s, int err, const char *ext)
 {
 	struct wge_op *done = NULL, **dtail = &done, *op;
-	size_t i, n = c->msg_n;
+	size_t i, n = s->n;
 	bool whole;
 
-	c->set.seq = 0;
-	c->host->timer_stop(c->set.timer);
-	c->msg_n = 0;
+	if (c->await == s) {
+		c->await = NULL;
+		c->set.seq = 0;
+		c->host->timer_stop(c->set.timer);
+	}
+	s->n = 0;
+	if (in_ring(c, s))
+		c->done++;
 	/* about the interface, not a peer: say it once, for all of them */
 	whole = n > 1 && (err == -ENODEV || err == -EOPNOTSUPP || err == -EPERM || err == -ETIMEDOUT ||
 		err == -ENOBUFS || err == -EBADR);
 	if (err && n > 1 && !whole) {
-		/* which peer? send them again one by one */
+		/* which peer? send them again one by one, before any message
+		 * built meanwhile (the chain stopped at this one) */
 		(*c->c_split)++;
 		(*c->c_errors)++;
-		memcpy(c->retry, c->msg, n * sizeof(*c->msg));
+		memcpy(c->retry, s->msg, n * sizeof(*s->msg));
 		c->retry_n = n;
 		c->retry_pos = 0;
 		c->host->log(c->self, WGGWD_LOG_DEBUG, "a message of %zu peers failed (%s): retrying them one by one",
@@ -228,14 +247,14 @@ static void set_answered(struct ctx *c, int err, const char *ext)
 			     ext ? ext : "");
 	}
 	for (i = 0; i < n; i++) {
-		op = c->msg[i].op;
+		op = s->msg[i].op;
 		if (err && whole) {
 			if (!op->err)
 				op->err = err;
 		} else if (err) {
-			entry_failed(c, &c->msg[i], err, ext);
+			entry_failed(c, &s->msg[i], err, ext);
 		}
-		if (is_last(&c->msg[i]) && ++op->acked == op->n) {
+		if (is_last(&s->msg[i]) && ++op->acked == op->n) {
 			op_unlink(c, op);
 			*dtail = op;
 			dtail = &op->next;
@@ -249,19 +268,19 @@ static void set_answered(struct ctx *c, int err, const char *ext)
 	}
 }
 
-/* As many entries as fit, from the queue. */
-static void fill(struct ctx *c, struct nlmsghdr *nlh)
+/* As many entries as fit, from the queue, into s. */
+static void fill(struct ctx *c, struct slot *s, struct nlmsghdr *nlh)
 {
 	struct wge_op *op;
 
-	while ((op = c->q_send) && c->msg_n < c->msg_cap) {
+	while ((op = c->q_send) && s->n < c->msg_cap) {
 		struct ent_ref e = { op, op->sent, c->ip_pos, 0 };
 
 		if (!put_entry(c, nlh, &e, false))
 			return;
-		c->msg[c->msg_n++] = e;
+		s->msg[s->n++] = e;
 		if (op->ent[e.idx].kind == WGE_INSTALL && !e.from)
-			c->msg_new++;
+			s->n_new++;
 		if (!is_last(&e)) {
 			c->ip_pos = e.to; /* full: the rest goes next */
 			return;
@@ -272,100 +291,271 @@ static void fill(struct ctx *c, struct nlmsghdr *nlh)
 	}
 }
 
-/* The message in sbuf has left (or could not): wait for its answer. */
-static void sent(struct ctx *c, uint32_t seq, uint32_t len, int err)
+/* A message into s: the next retried entry alone, or what the queue has. */
+static void build(struct ctx *c, struct slot *s, bool retry)
 {
-	sodium_memzero(c->sbuf, len); /* PSKs */
+	struct nlmsghdr *nlh;
+	struct nlattr *peers;
+
+	nlh = msg_begin(c, s->buf, c->family, NLM_F_REQUEST | NLM_F_ACK, WG_CMD_SET_DEVICE,
+			WG_GENL_VERSION);
+	mnl_attr_put_strz(nlh, WGDEVICE_A_IFNAME, c->conf->e.interface);
+	peers = nest_start(nlh, c->msg_size, WGDEVICE_A_PEERS);
+	s->n = s->n_new = 0;
+	if (retry) {
+		s->msg[0] = c->retry[c->retry_pos++];
+		put_entry(c, nlh, &s->msg[0], true); /* it fitted with others */
+		s->n = 1;
+	} else {
+		fill(c, s, nlh);
+	}
+	mnl_attr_nest_end(nlh, peers);
+	s->seq = nlh->nlmsg_seq;
+	s->len = nlh->nlmsg_len;
+	s->state = SLOT_BUILT;
+}
+
+/* The next ring message from the queue, if there is room and something
+ * to send (the chain takes it: under the lock). */
+static bool build_next(struct ctx *c)
+{
+	struct slot *s;
+
+	if (c->built - c->done >= 2 || !c->q_send || c->retry_pos < c->retry_n)
+		return false;
+	s = &c->ring[c->built & 1];
+	build(c, s, false);
+	pthread_mutex_lock(&c->lock);
+	c->built++;
+	pthread_mutex_unlock(&c->lock);
+	return true;
+}
+
+/* s has been sent from the loop (or could not be): wait for its answer. */
+static void sent(struct ctx *c, struct slot *s, int err)
+{
+	sodium_memzero(s->buf, s->len); /* PSKs */
 	(*c->c_messages)++;
+	c->await = s;
 	if (err) {
 		c->set.seq = 1; /* set_answered clears it */
-		set_answered(c, err, NULL);
+		set_answered(c, s, err, NULL);
 		return;
 	}
-	c->set.seq = seq;
+	c->set.seq = s->seq;
 	arm(c, c->set.timer);
 }
 
-/* thread pool: the kernel applies the message while sendmsg runs */
+/* The answer to s, read by the pool thread: the kernel has queued it by
+ * the time sendmsg returns. Foreign and stray datagrams are skipped. */
+static void chain_answer(struct ctx *c, struct slot *s)
+{
+	const char *ext;
+	uint32_t port;
+	int n;
+
+	for (;;) {
+		n = nl_recv_buf(c->set.fd, c->abuf, ABUF_SIZE, MSG_DONTWAIT, &s->foreign, &port);
+		if (n == -EINTR || !n)
+			continue; /* a foreign one: dropped */
+		if (n == -EMSGSIZE) {
+			s->bad = true;
+			continue;
+		}
+		if (n < 0) {
+			if (n != -EAGAIN) { /* ENOBUFS: the answer was lost */
+				s->err = n;
+				s->answered = true;
+			}
+			return; /* EAGAIN: the loop waits for it */
+		}
+		ext = NULL;
+		if (ack_find(c->abuf, (size_t)n, s->seq, &s->err, &ext, &s->bad)) {
+			s->answered = true;
+			if (ext)
+				snprintf(s->ext, sizeof(s->ext), "%s", ext);
+			return;
+		}
+	}
+}
+
+/* thread pool: ring messages in order, each applied by the kernel while
+ * sendmsg runs, the next one as soon as the last is answered with no
+ * error (an error, or no answer, is the loop's to handle first) */
 static void send_work(void *arg)
 {
 	struct ctx *c = arg;
+	struct slot *s;
+	bool post, first = true;
 
-	c->send_started_ns = c->host->now_ns();
-	c->send_err = send(c->set.fd, c->sbuf, c->send_len, 0) < 0 ? -errno : 0;
+	pthread_mutex_lock(&c->lock);
+	while (!c->halt && c->sent < c->built) {
+		s = &c->ring[c->sent++ & 1];
+		s->state = SLOT_SENDING;
+		pthread_mutex_unlock(&c->lock);
+		if (first)
+			c->chain_started_ns = c->host->now_ns();
+		s->chained = !first;
+		first = false;
+		s->answered = s->bad = s->foreign = false;
+		s->err = 0;
+		s->ext[0] = 0;
+		s->send_err = send(c->set.fd, s->buf, s->len, 0) < 0 ? -errno : 0;
+		sodium_memzero(s->buf, s->len); /* PSKs */
+		if (!s->send_err)
+			chain_answer(c, s);
+		pthread_mutex_lock(&c->lock);
+		s->state = SLOT_DONE;
+		if (s->send_err || !s->answered || s->err) {
+			c->halt = true;
+			break;
+		}
+		/* the loop completes its ops (and builds the next) meanwhile */
+		post = !c->posted && c->sent < c->built;
+		if (post) {
+			c->posted = true;
+			pthread_mutex_unlock(&c->lock);
+			if (c->host->post(c->self, on_chain, c)) {
+				pthread_mutex_lock(&c->lock);
+				c->posted = false; /* send_after will */
+				continue;
+			}
+			pthread_mutex_lock(&c->lock);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* The ring messages the chain has finished with, in order. */
+static void chain_results(struct ctx *c)
+{
+	struct slot *s;
+	int state;
+
+	while (c->done < c->sent && !c->closed) {
+		s = &c->ring[c->done & 1];
+		pthread_mutex_lock(&c->lock);
+		state = s->state;
+		pthread_mutex_unlock(&c->lock);
+		if (state != SLOT_DONE)
+			return;
+		if (s->bad || s->foreign) {
+			(*c->c_errors)++;
+			if (s->foreign)
+				(*c->c_foreign)++;
+			c->host->log_limited(c->self, WGGWD_LOG_WARN,
+					     "netlink: a malformed or foreign message on the set socket; dropped");
+			s->bad = s->foreign = false;
+		}
+		if (!s->send_err && !s->answered) {
+			if (c->chain || c->await)
+				return; /* once the chain is over: the loop reads it */
+			(*c->c_messages)++;
+			(*c->c_offloaded)++;
+			c->await = s;
+			c->set.seq = s->seq;
+			arm(c, c->set.timer);
+			return;
+		}
+		(*c->c_messages)++;
+		(*c->c_offloaded)++;
+		if (s->chained)
+			(*c->c_chained)++;
+		set_answered(c, s, s->send_err ? s->send_err : s->err,
+			     !s->send_err && s->ext[0] ? s->ext : NULL);
+	}
+}
+
+static void on_chain(void *arg)
+{
+	struct ctx *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	c->posted = false;
+	pthread_mutex_unlock(&c->lock);
+	if (c->closed) {
+		if (--c->closing == 0)
+			wge_closed(c->env);
+		return;
+	}
+	chain_results(c);
 }
 
 static void send_after(void *arg, int status)
 {
 	struct ctx *c = arg;
 
-	c->sending = false;
-	if (status) /* cancelled at shutdown: it did not leave */
-		c->send_err = -ECANCELED;
+	c->chain = false;
+	if (status) { /* cancelled at shutdown: nothing left */
+		pthread_mutex_lock(&c->lock);
+		c->built = c->sent;
+		pthread_mutex_unlock(&c->lock);
+	}
 	if (c->closed) {
-		sodium_memzero(c->sbuf, c->send_len);
 		if (--c->closing == 0)
 			wge_closed(c->env);
 		return;
 	}
-	if (!status && c->send_started_ns - c->send_queued_ns > POOL_WAIT_NS) {
+	if (!status && c->chain_started_ns - c->chain_queued_ns > POOL_WAIT_NS) {
 		(*c->c_pool_waits)++;
 		c->host->log_limited(c->self, WGGWD_LOG_WARN,
-				     "a SET of %zu peers waited %llu ms for a thread of the pool (busy with other plugins' work: UV_THREADPOOL_SIZE)",
-				     c->msg_n, (unsigned long long)((c->send_started_ns - c->send_queued_ns) / 1000000));
+				     "a SET waited %llu ms for a thread of the pool (busy with other plugins' work: UV_THREADPOOL_SIZE)",
+				     (unsigned long long)((c->chain_started_ns - c->chain_queued_ns) / 1000000));
 	}
-	/* the answer may be waiting already: read it on the next poll */
+	/* an answer the chain did not find is read on the next poll */
 	uv_poll_start(&c->set.poll, UV_READABLE, on_poll);
-	sent(c, c->send_seq, c->send_len, c->send_err);
+	chain_results(c);
 	pump_set(c);
 }
 
-/* Send the next message if the SET socket is free. */
+/* Hand the ring's next message to a pool thread, which goes on with the
+ * messages built after it. False: the pool refused; send it here. */
+static bool chain_start(struct ctx *c)
+{
+	/* no reading the SET socket meanwhile: the chain reads the answers */
+	uv_poll_stop(&c->set.poll);
+	c->halt = false; /* no chain: the loop's alone */
+	c->chain = true;
+	c->chain_queued_ns = c->chain_started_ns = c->host->now_ns();
+	if (!c->host->queue_work(c->self, send_work, send_after, c))
+		return true;
+	c->chain = false;
+	uv_poll_start(&c->set.poll, UV_READABLE, on_poll);
+	return false;
+}
+
+/* Send what is queued: a retried entry alone, then the ring in order;
+ * one message in flight from the loop, or a chain in the pool. */
 static void pump_set(struct ctx *c)
 {
-	struct nlmsghdr *nlh;
-	struct nlattr *peers;
-	uint32_t seq, len;
+	struct slot *s;
 	ssize_t r;
 
 	if (c->pumping)
 		return; /* the loop below picks up what a callback queued */
 	c->pumping = true;
-	while (!c->set.seq && !c->sending && !c->closed &&
-	       (c->retry_pos < c->retry_n || c->q_send)) {
-		nlh = msg_begin(c, c->sbuf, c->family, NLM_F_REQUEST | NLM_F_ACK,
-				WG_CMD_SET_DEVICE, WG_GENL_VERSION);
-		mnl_attr_put_strz(nlh, WGDEVICE_A_IFNAME, c->conf->e.interface);
-		peers = nest_start(nlh, c->msg_size, WGDEVICE_A_PEERS);
-		c->msg_n = c->msg_new = 0;
-		if (c->retry_pos < c->retry_n) {
-			c->msg[0] = c->retry[c->retry_pos++];
-			put_entry(c, nlh, &c->msg[0], true); /* it fitted with others */
-			c->msg_n = 1;
-		} else {
-			fill(c, nlh);
+	while (!c->closed) {
+		if (c->chain) {
+			build_next(c); /* the chain takes it */
+			break;
 		}
-		mnl_attr_nest_end(nlh, peers);
-		seq = nlh->nlmsg_seq;
-		len = nlh->nlmsg_len;
-		if (c->msg_new >= OFFLOAD_NEW) {
-			/* no reading the SET socket meanwhile: the loop is
-			 * the only reader, and the answer is read once the
-			 * send has returned */
-			c->sending = true;
-			c->send_len = len;
-			c->send_seq = seq;
-			c->send_queued_ns = c->send_started_ns = c->host->now_ns();
-			uv_poll_stop(&c->set.poll);
-			if (!c->host->queue_work(c->self, send_work, send_after, c)) {
-				(*c->c_offloaded)++;
+		if (c->await || c->done < c->sent)
+			break; /* an answer to wait for */
+		if (c->retry_pos < c->retry_n) {
+			s = &c->one;
+			build(c, s, true);
+		} else {
+			if (c->sent == c->built && !build_next(c))
+				break;
+			s = &c->ring[c->sent & 1];
+			if (s->n_new >= OFFLOAD_NEW && chain_start(c)) {
+				build_next(c);
 				break;
 			}
-			c->sending = false;
-			uv_poll_start(&c->set.poll, UV_READABLE, on_poll);
+			c->sent++;
 		}
-		r = send(c->set.fd, nlh, len, 0);
-		sent(c, seq, len, r < 0 ? -errno : 0);
+		r = send(c->set.fd, s->buf, s->len, 0);
+		sent(c, s, r < 0 ? -errno : 0);
 	}
 	c->pumping = false;
 }
@@ -389,21 +579,31 @@ static void dump_finish(struct ctx *c, int err)
 
 /* ---------------------------------------------------------- socket I/O */
 
-/* The answer to our SET in one datagram: 1 (and *err) if there is one. */
-int set_datagram(struct ctx *c, const uint8_t *buf, size_t len, int *err, const char **ext)
+/* The answer to request seq in one datagram: 1 (and *err, *ext) if it is
+ * there; *bad if the datagram is malformed. Any thread. */
+int ack_find(const uint8_t *buf, size_t len, uint32_t seq, int *err, const char **ext, bool *bad)
 {
 	const struct nlmsghdr *nlh;
-	bool bad = false;
 	size_t off = 0;
 
-	while ((nlh = nl_next(buf, len, &off, &bad))) {
-		if (nlh->nlmsg_type != NLMSG_ERROR || !c->set.seq || nlh->nlmsg_seq != c->set.seq)
+	while ((nlh = nl_next(buf, len, &off, bad))) {
+		if (nlh->nlmsg_type != NLMSG_ERROR || !seq || nlh->nlmsg_seq != seq)
 			continue; /* late, after a timeout */
 		if (!nl_err(nlh, err))
 			break; /* too short to be an answer */
 		*ext = *err ? extack_msg(nlh) : NULL;
 		return 1;
 	}
+	return 0;
+}
+
+/* The answer to the SET the loop awaits, in one datagram. */
+int set_datagram(struct ctx *c, const uint8_t *buf, size_t len, int *err, const char **ext)
+{
+	bool bad = false;
+
+	if (ack_find(buf, len, c->set.seq, err, ext, &bad))
+		return 1;
 	if (bad) {
 		(*c->c_errors)++;
 		c->host->log_limited(c->self, WGGWD_LOG_WARN,
@@ -424,13 +624,13 @@ static void on_set_readable(struct ctx *c)
 		if (n == -EAGAIN || n == -EINTR)
 			return;
 		if (n < 0) {
-			if (c->set.seq) /* ENOBUFS: the answer was lost */
-				set_answered(c, n, NULL);
+			if (c->await) /* ENOBUFS: the answer was lost */
+				set_answered(c, c->await, n, NULL);
 			return;
 		}
 		got = set_datagram(c, c->rbuf, n, &err, &ext);
-		if (got) {
-			set_answered(c, err, ext);
+		if (got && c->await) {
+			set_answered(c, c->await, err, ext);
 			return;
 		}
 		if (c->closed)
@@ -495,8 +695,8 @@ static void on_timeout(void *arg)
 
 	c->host->log(c->self, WGGWD_LOG_WARN, "netlink %s request on %s: no answer in %lld ms",
 		     s->what, c->conf->e.interface, (long long)c->conf->e.timeout_ms);
-	if (s == &c->set && c->set.seq)
-		set_answered(c, -ETIMEDOUT, NULL);
+	if (s == &c->set && c->await)
+		set_answered(c, c->await, -ETIMEDOUT, NULL);
 	else if (s == &c->get && c->dump_running)
 		dump_finish(c, -ETIMEDOUT);
 }
@@ -606,8 +806,13 @@ static void nl_cancel(void *b)
 	struct wge_op *op;
 
 	c->retry_n = c->retry_pos = 0;
-	c->msg_n = 0;
 	c->ip_pos = 0;
+	/* the ops are answered here: no message names them any more, and
+	 * those not sent yet stay unsent */
+	pthread_mutex_lock(&c->lock);
+	c->built = c->sent;
+	pthread_mutex_unlock(&c->lock);
+	c->ring[0].n = c->ring[1].n = c->one.n = 0;
 	while ((op = c->q_head)) {
 		op_unlink(c, op);
 		op->err = -ECANCELED;
@@ -620,7 +825,7 @@ static void on_poll_closed(uv_handle_t *h)
 	struct nlsock *s = h->data;
 	struct ctx *c = s->c;
 
-	if (s != &c->set || !c->sending) {
+	if (s != &c->set || !c->chain) {
 		close(s->fd);
 		s->fd = -1;
 	}
@@ -637,8 +842,13 @@ static void nl_close(void *b)
 	c->host->timer_free(c->get.timer);
 	c->set.timer = c->get.timer = NULL;
 	c->closing = 1; /* held while the closes are started */
-	if (c->sending)
+	if (c->chain)
 		c->closing++; /* send_after: the fd stays open until then */
+	pthread_mutex_lock(&c->lock);
+	c->halt = true; /* the chain stops after the message in its hands */
+	if (c->posted)
+		c->closing++; /* on_chain */
+	pthread_mutex_unlock(&c->lock);
 	if (c->set.polling) {
 		c->closing++;
 		uv_close((uv_handle_t *)&c->set.poll, on_poll_closed);
@@ -669,16 +879,19 @@ static int nl_create(const struct wge_env *env, const void *conf, void **b)
 	c->q_tail = &c->q_head;
 	c->msg_size = cf->message_size;
 	c->msg_cap = c->msg_size / MIN_ENTRY + 1;
-	c->msg = calloc(c->msg_cap, sizeof(*c->msg));
+	pthread_mutex_init(&c->lock, NULL);
 	c->retry = calloc(c->msg_cap, sizeof(*c->retry));
 	c->rbuf = malloc(RBUF_SIZE);
-	c->sbuf = malloc(c->msg_size);
-	if (!c->msg || !c->retry || !c->rbuf || !c->sbuf) {
-		free(c->msg);
-		free(c->retry);
-		free(c->rbuf);
-		free(c->sbuf);
-		free(c);
+	c->abuf = malloc(ABUF_SIZE);
+	c->ring[0].msg = calloc(c->msg_cap, sizeof(struct ent_ref));
+	c->ring[1].msg = calloc(c->msg_cap, sizeof(struct ent_ref));
+	c->one.msg = calloc(1, sizeof(struct ent_ref));
+	c->ring[0].buf = malloc(c->msg_size);
+	c->ring[1].buf = malloc(c->msg_size);
+	c->one.buf = malloc(c->msg_size);
+	if (!c->retry || !c->rbuf || !c->abuf || !c->ring[0].msg || !c->ring[1].msg ||
+	    !c->one.msg || !c->ring[0].buf || !c->ring[1].buf || !c->one.buf) {
+		nl_destroy(c);
 		return -ENOMEM;
 	}
 	c->c_errors = env->host->counter(env->self, "netlink_errors");
@@ -688,6 +901,7 @@ static int nl_create(const struct wge_env *env, const void *conf, void **b)
 	c->c_foreign = env->host->counter(env->self, "foreign_messages");
 	c->c_offloaded = env->host->counter(env->self, "messages_offloaded");
 	c->c_pool_waits = env->host->counter(env->self, "pool_waits"); /* > POOL_WAIT_NS */
+	c->c_chained = env->host->counter(env->self, "messages_chained");
 	*b = c;
 	return 0;
 }
@@ -695,6 +909,7 @@ static int nl_create(const struct wge_env *env, const void *conf, void **b)
 static void nl_destroy(void *b)
 {
 	struct ctx *c = b;
+	int i;
 
 	if (c->set.fd >= 0)
 		close(c->set.fd);
@@ -703,14 +918,22 @@ static void nl_destroy(void *b)
 	dump_reset(&c->d);
 	free(c->d.v);
 	free(c->d.acc);
-	free(c->msg);
 	free(c->retry);
 	if (c->rbuf)
 		sodium_memzero(c->rbuf, RBUF_SIZE);
 	free(c->rbuf);
-	if (c->sbuf)
-		sodium_memzero(c->sbuf, c->msg_size);
-	free(c->sbuf);
+	if (c->abuf)
+		sodium_memzero(c->abuf, ABUF_SIZE);
+	free(c->abuf);
+	for (i = 0; i < 3; i++) {
+		struct slot *s = i < 2 ? &c->ring[i] : &c->one;
+
+		free(s->msg);
+		if (s->buf)
+			sodium_memzero(s->buf, c->msg_size);
+		free(s->buf);
+	}
+	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
 

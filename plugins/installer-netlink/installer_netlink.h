@@ -34,6 +34,7 @@
 #endif
 
 #define RBUF_SIZE (64 * 1024)  /* a dump's messages are at most 32 KiB   */
+#define ABUF_SIZE 4096         /* a SET's answer: no echo (CAP_ACK); extack */
 /* Dump messages read per wakeup: the kernel fills each inside recvmsg
  * (a 32 KiB one of ~150 peers costs ~0.2 ms, ten times that under
  * emulation), and a knocking client's packet waits behind them. */
@@ -87,6 +88,28 @@ struct dump {
 	uint16_t port;
 };
 
+/*
+ * A SET message. Two of them take turns (ring, below): while the thread
+ * pool sends one (the kernel applies it inside sendmsg), the loop builds
+ * the next, and the pool thread sends it as soon as the first is
+ * answered without error, with no trip through the loop between them.
+ */
+enum { SLOT_BUILT, SLOT_SENDING, SLOT_DONE };
+
+struct slot {
+	uint8_t *buf;                     /* may hold PSKs: wiped once sent */
+	struct ent_ref *msg;              /* what it carries */
+	size_t n, n_new;                  /* entries; installs, up to OFFLOAD_NEW */
+	uint32_t seq, len;
+	/* the pool thread's, under ctx.lock until SLOT_DONE */
+	int state;
+	int send_err;                     /* sendmsg's */
+	int err;                          /* the answer's, if answered */
+	bool answered, bad, foreign;
+	bool chained;                     /* sent right after the one before */
+	char ext[128];                    /* the kernel's extended error */
+};
+
 struct ctx {
 	const struct wge_env *env;
 	const struct wggwd_host *host;
@@ -96,21 +119,27 @@ struct ctx {
 	struct nlsock set, get;
 	uint32_t seqgen;
 	uint8_t *rbuf;                    /* may hold keys: wiped after use */
-	uint8_t *sbuf;                    /* may hold PSKs: wiped after send */
 	size_t msg_size;
 	bool ready, closed, pumping;
-	bool sending;                     /* a SET in the thread pool */
-	uint32_t send_len, send_seq;
-	int send_err;
-	uint64_t send_queued_ns, send_started_ns;
 	int closing;
 
 	/* SET side */
 	struct wge_op *q_head, **q_tail, *q_send;
 	uint32_t ip_pos;                  /* q_send's entry: IPs already sent */
-	struct ent_ref *msg, *retry;
-	size_t msg_n, msg_cap, retry_n, retry_pos;
-	size_t msg_new;                   /* installs in the message, up to OFFLOAD_NEW */
+	struct ent_ref *retry;
+	size_t msg_cap, retry_n, retry_pos;
+	/* messages: ring[i & 1] for i in [done, built); [done, sent) have
+	 * left, [sent, built) wait. Sent in order; answered in order. */
+	struct slot ring[2], one;         /* one: a retried entry, alone */
+	uint64_t done, sent, built;       /* sent: under lock while chained */
+	struct slot *await;               /* its answer read by the loop (set.seq) */
+	/* the chain: a pool thread sending ring slots back to back */
+	pthread_mutex_t lock;
+	bool chain;                       /* its work is queued or running */
+	bool halt;                        /* under lock: send no more */
+	bool posted;                      /* under lock: on_chain is due */
+	uint8_t *abuf;                    /* the chain's answers */
+	uint64_t chain_queued_ns, chain_started_ns;
 
 	/* GET side */
 	bool dump_running;
@@ -118,11 +147,12 @@ struct ctx {
 	struct dump d;
 
 	uint64_t *c_errors, *c_messages, *c_split, *c_dump_restarts, *c_foreign, *c_offloaded,
-		 *c_pool_waits;
+		 *c_pool_waits, *c_chained;
 };
 
 /* genl.c */
 int open_sockets(struct ctx *c);
+int nl_recv_buf(int fd, uint8_t *buf, size_t cap, int flags, bool *foreign, uint32_t *port);
 int nl_recv(struct ctx *c, int fd, int flags);
 const struct nlmsghdr *nl_next(const uint8_t *buf, size_t len, size_t *off, bool *bad);
 bool nl_attrs_ok(const void *p, size_t len);
@@ -139,6 +169,7 @@ int dump_datagram(struct ctx *c, struct dump *d, const uint8_t *buf, size_t len)
 int dump_send(struct ctx *c);
 const char *dev_error(struct ctx *c, int err, char *buf, size_t len);
 /* installer_netlink.c */
+int ack_find(const uint8_t *buf, size_t len, uint32_t seq, int *err, const char **ext, bool *bad);
 int set_datagram(struct ctx *c, const uint8_t *buf, size_t len, int *err, const char **ext);
 int sync_dump(struct ctx *c);
 

@@ -476,7 +476,8 @@ static void test_set(void)
 	char name[128];
 
 	c->set.seq = 77;
-	c->msg_n = 0;
+	c->one.n = 0;
+	c->await = &c->one;
 	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		qh = qt = 0;
 		l = put_ctl(dg, NLMSG_ERROR, 77, 0);

@@ -254,8 +254,12 @@ for round in 1 2 3 4 5; do
 	gw wg set wg0 peer "$CL_PUB" remove
 	sleep 1.2
 	knock
-	[ $prc = 0 ] && [ $dt -lt 4500 ] || slow=$((slow + 1))
 	diag "round $round: ${dt} ms (rc $prc)"
+	[ $prc = 0 ] && [ $dt -lt 4500 ] || {
+		slow=$((slow + 1))
+		gw wg show wg0 dump | sed 's/^/TAP #   wg0: /' | cut -c1-160
+		show_log 40
+	}
 done
 check "inversion, 5 fresh knocks: every one up in under 4.5 s ($slow slow; $(stat_of wg0.stall_retries) collisions installed afresh after stall_retry)" \
 	test $slow = 0
@@ -449,6 +453,19 @@ if [ -x $W/netlink-bench ]; then
 	sed 's/^/TAP #   /' /tmp/ne.out
 	check "a batch with a peer the kernel refuses: re-sent one by one, 3 installed, the bad one named (rc $nrc)" \
 		sh -c "[ $nrc = 0 ] && grep -qF 'installing peer $bad on wg0: Invalid argument' /tmp/ne.out"
+	# 240 new peers in messages of 4 KiB (~40 each): the thread pool sends
+	# them back to back; the one with the bad peer stops that, is re-sent
+	# one by one, and the messages built behind it go after
+	$W/netlink-bench chain $W/plugins/installer-netlink.so 240 interface=wg0 netns=gw \
+		message_size=4096 >/tmp/nc.out 2>&1
+	nrc=$?
+	bad=$(awk '$1 == "bad_peer" { print $2 }' /tmp/nc.out)
+	sed 's/^/TAP #   /' /tmp/nc.out
+	chained=$(awk '$1 == "chain_chained" { print $2 }' /tmp/nc.out)
+	check "240 new peers, one refused at the middle: messages sent back to back from the pool (${chained:-no} chained), stopped at the error and re-sent one by one, 239 installed and in the dump, the bad one named, all removed (rc $nrc)" \
+		sh -c "[ $nrc = 0 ] && grep -qF 'installing peer $bad on wg0: Invalid argument' /tmp/nc.out"
+	check "... and the gateway's wg0 holds only the client again" \
+		test "$(gw wg show wg0 peers)" = "$CL_PUB"
 	$W/netlink-bench run $W/plugins/installer-netlink.so 10 7 interface=wg0 netns=nosuchns \
 		>/tmp/nb.out 2>&1
 	check "netns: a namespace that does not exist is named in the error" \
