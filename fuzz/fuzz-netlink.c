@@ -9,10 +9,11 @@
  * uv_poll callbacks).
  *
  * Userspace cannot send as the kernel (port 0), so this target replaces
- * three functions of genl.c: open_sockets (two SOCK_DGRAM socketpairs
+ * two functions of genl.c: open_sockets (two SOCK_DGRAM socketpairs
  * stand for the netlink sockets: what the plugin sends is read and
- * dropped), nl_recv_buf and nl_recv (the next datagram of the input for
- * that socket). fuzz/run compiles a copy of genl.c with those renamed.
+ * dropped) and nl_recv_buf (the next datagram of the input for that
+ * socket; a dump's over its 8 KiB read is cut short, as the kernel's
+ * would be). fuzz/run compiles a copy of genl.c with those renamed.
  *
  * Input: [flags] then records [kind][len u16 LE][len bytes]
  *   flags % 3: completion; 4: items carry the knock's endpoint; 8: an
@@ -132,17 +133,6 @@ int nl_recv_buf(int fd, uint8_t *buf, size_t cap, int flags, bool *foreign, uint
 	if (!(d->kind & 2))
 		patch_seq(buf, d->n, last_seq[i]);
 	return (int)d->n;
-}
-
-int nl_recv(struct ctx *c, int fd, int flags)
-{
-	bool foreign = false;
-	uint32_t port;
-	int n = nl_recv_buf(fd, c->rbuf, RBUF_SIZE, flags, &foreign, &port);
-
-	if (foreign)
-		(*c->c_foreign)++;
-	return n;
 }
 
 static void drain(void)

@@ -143,13 +143,20 @@ int nl_recv_buf(int fd, uint8_t *buf, size_t cap, int flags, bool *foreign, uint
 	return (int)n;
 }
 
-/* The same into c->rbuf, on the loop: a dropped one counted, logged. */
+/* The same into c->rbuf, on the loop: a dropped one counted, logged;
+ * the dump socket's reads DUMP_CHUNK (see there). */
 int nl_recv(struct ctx *c, int fd, int flags)
 {
-	bool foreign = false;
+	bool foreign = false, dump = fd == c->get.fd;
 	uint32_t port = 0;
-	int n = nl_recv_buf(fd, c->rbuf, RBUF_SIZE, flags, &foreign, &port);
+	int n = nl_recv_buf(fd, c->rbuf, dump ? c->dump_chunk : RBUF_SIZE, flags, &foreign, &port);
 
+	if (n == -EMSGSIZE && dump && c->dump_chunk < RBUF_SIZE) {
+		c->host->log(c->self, WGGWD_LOG_WARN,
+			     "netlink: a dump message over %d bytes: reading %d from now on",
+			     DUMP_CHUNK, RBUF_SIZE);
+		c->dump_chunk = RBUF_SIZE;
+	}
 	if (foreign) {
 		(*c->c_foreign)++;
 		c->host->log_limited(c->self, WGGWD_LOG_WARN,

@@ -315,6 +315,14 @@ static void build(struct ctx *c, struct slot *s, bool retry)
 	s->state = SLOT_BUILT;
 }
 
+/* Under the lock: the ring messages built and not sent are not to be
+ * (their ops answered, or the loop stopping); their PSKs wiped. */
+static void drop_unsent(struct ctx *c)
+{
+	for (; c->built > c->sent; c->built--)
+		sodium_memzero(c->ring[(c->built - 1) & 1].buf, c->ring[(c->built - 1) & 1].len);
+}
+
 /* The next ring message from the queue, if there is room and something
  * to send (the chain takes it: under the lock). */
 static bool build_next(struct ctx *c)
@@ -358,12 +366,11 @@ static void chain_answer(struct ctx *c, struct slot *s)
 		n = nl_recv_buf(c->set.fd, c->abuf, ABUF_SIZE, MSG_DONTWAIT, &s->foreign, &port);
 		if (n == -EINTR || !n)
 			continue; /* a foreign one: dropped */
-		if (n == -EMSGSIZE) {
-			s->bad = true;
-			continue;
-		}
 		if (n < 0) {
-			if (n != -EAGAIN) { /* ENOBUFS: the answer was lost */
+			/* ENOBUFS: the answer was lost; EMSGSIZE: cut short (an
+			 * error echoing the request, without CAP_ACK): the loop
+			 * takes either as the answer, and so does the chain */
+			if (n != -EAGAIN) {
 				s->err = n;
 				s->answered = true;
 			}
@@ -411,12 +418,14 @@ static void send_work(void *arg)
 			break;
 		}
 		/* the loop completes its ops (and builds the next) meanwhile */
-		post = !c->posted && c->sent < c->built;
+		post = !c->halt && !c->posted && c->sent < c->built;
 		if (post) {
 			c->posted = true;
 			pthread_mutex_unlock(&c->lock);
 			if (c->host->post(c->self, on_chain, c)) {
 				pthread_mutex_lock(&c->lock);
+				if (c->halt) /* nl_close counted the on_chain */
+					c->post_lost = true;
 				c->posted = false; /* send_after will */
 				continue;
 			}
@@ -430,14 +439,16 @@ static void send_work(void *arg)
 static void chain_results(struct ctx *c)
 {
 	struct slot *s;
+	bool more;
 	int state;
 
-	while (c->done < c->sent && !c->closed) {
+	while (!c->closed) {
 		s = &c->ring[c->done & 1];
-		pthread_mutex_lock(&c->lock);
+		pthread_mutex_lock(&c->lock); /* the chain may be sending */
+		more = c->done < c->sent;
 		state = s->state;
 		pthread_mutex_unlock(&c->lock);
-		if (state != SLOT_DONE)
+		if (!more || state != SLOT_DONE)
 			return;
 		if (s->bad || s->foreign) {
 			(*c->c_errors)++;
@@ -488,10 +499,12 @@ static void send_after(void *arg, int status)
 	c->chain = false;
 	if (status) { /* cancelled at shutdown: nothing left */
 		pthread_mutex_lock(&c->lock);
-		c->built = c->sent;
+		drop_unsent(c);
 		pthread_mutex_unlock(&c->lock);
 	}
 	if (c->closed) {
+		if (c->post_lost) /* the thread is done: no lock needed */
+			c->closing--;
 		if (--c->closing == 0)
 			wge_closed(c->env);
 		return;
@@ -564,17 +577,13 @@ static void pump_set(struct ctx *c)
 
 static void dump_finish(struct ctx *c, int err)
 {
-	char why[160];
-
 	c->dump_running = false;
 	c->get.seq = 0;
 	c->host->timer_stop(c->get.timer);
-	if (err) {
+	if (err)
 		(*c->c_errors)++;
-		c->host->log(c->self, WGGWD_LOG_WARN, "reading the peers of %s: %s",
-			     c->conf->e.interface, dev_error(c, err, why, sizeof(why)));
-	}
-	wge_dump_done(c->env, err, c->d.v, c->d.n); /* may start the next */
+	/* logs an error (once, for either installer); may start the next */
+	wge_dump_done(c->env, err, c->d.v, c->d.n);
 }
 
 /* ---------------------------------------------------------- socket I/O */
@@ -810,7 +819,7 @@ static void nl_cancel(void *b)
 	/* the ops are answered here: no message names them any more, and
 	 * those not sent yet stay unsent */
 	pthread_mutex_lock(&c->lock);
-	c->built = c->sent;
+	drop_unsent(c);
 	pthread_mutex_unlock(&c->lock);
 	c->ring[0].n = c->ring[1].n = c->one.n = 0;
 	while ((op = c->q_head)) {
@@ -882,6 +891,7 @@ static int nl_create(const struct wge_env *env, const void *conf, void **b)
 	pthread_mutex_init(&c->lock, NULL);
 	c->retry = calloc(c->msg_cap, sizeof(*c->retry));
 	c->rbuf = malloc(RBUF_SIZE);
+	c->dump_chunk = DUMP_CHUNK;
 	c->abuf = malloc(ABUF_SIZE);
 	c->ring[0].msg = calloc(c->msg_cap, sizeof(struct ent_ref));
 	c->ring[1].msg = calloc(c->msg_cap, sizeof(struct ent_ref));

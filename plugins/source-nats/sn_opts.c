@@ -85,7 +85,7 @@ const struct wggwd_opt sn_opts[] = {
 	  .help = "a pushed endpoint that is loopback, link-local, unspecified, multicast or one of the gateway's own addresses (at start) is terminated as poison (policy), unless inside one of these prefixes" },
 	{ .name = "max_keys", .type = WGGWD_OPT_INT, .def = "65536", .min = 16, .max = 100000000,
 	  .offset = offsetof(struct sn_conf, max_keys),
-	  .help = "keys whose newest applied version this process remembers (about 100 bytes each); beyond it the least recently pushed idle keys are forgotten, and a stale version for those is caught only by a store" },
+	  .help = "keys whose newest applied version this process remembers (about 100 bytes each; at least twice max_in_flight); beyond it the least recently pushed idle keys are forgotten, and a stale version for those is caught only by a store" },
 	{ .name = "max_version", .type = WGGWD_OPT_INT, .def = "9007199254740991", .min = 1,
 	  .max = INT64_MAX, .offset = offsetof(struct sn_conf, max_version),
 	  .help = "highest version accepted (default 2^53-1, the largest integer exact in JSON everywhere); a message above it is terminated as poison (bad_version), so it cannot shadow every later version" },

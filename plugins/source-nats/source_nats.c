@@ -1165,6 +1165,14 @@ static const char *sn_validate(const void *conf, const char **option, char *buf,
 		*option = "durable";
 		return "mode jetstream needs a durable consumer name";
 	}
+	/* keys in flight are never forgotten: below this, every key would
+	 * be as it went idle, and a stale redelivery of it not caught */
+	if (cf->max_keys < 2 * cf->max_in_flight) {
+		*option = "max_keys";
+		snprintf(buf, len, "%lld is less than twice max_in_flight (%lld): the keys in flight would leave no room to remember the others' versions",
+			 (long long)cf->max_keys, (long long)cf->max_in_flight);
+		return buf;
+	}
 	*option = "allowed_prefixes";
 	return wg_policy_check(&cf->allowed_prefixes, true, buf, len);
 }

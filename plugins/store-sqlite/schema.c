@@ -65,7 +65,7 @@ static const char *const migrations[] = {
 	/* 5 -> 6: peer_pushed held every pushed row a second time, so each
 	 * push wrote two random pages; the scans it served (the reconcile's,
 	 * on the thread pool, and the count at start) read the table instead */
-	"DROP INDEX peer_pushed;",
+	"DROP INDEX IF EXISTS peer_pushed;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

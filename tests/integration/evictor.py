@@ -27,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from tap import TEST_PLUGINS, WGGWD, Daemon, done, ok, read_stats, skip, wait_until  # noqa: E402
+import natsd  # noqa: E402
 import wgnet  # noqa: E402
 
 CHECKS = [
@@ -391,9 +392,7 @@ def housekeeping_checks():
         cfg, stats = config("fake-duty", keys_source([held]), [(held, "10.9.0.2/32")],
                             {"interface": "ev3", "socket_dir": sockdir, "completion": "none"},
                             {"interval": "100ms", "duty_cycle": "10"})
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = natsd.free_port()  # below the ephemeral range
         with open(cfg) as f:
             text = f.read()
         write(cfg, f"http_listen: 127.0.0.1:{port}\n" + text)

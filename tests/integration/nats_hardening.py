@@ -327,6 +327,7 @@ def version_checks(srv, cl):
       durable: hv2
       ack_wait: 2s
       max_version_jump: 1000
+      max_in_flight: 32
       max_keys: 64
       allowed_prefixes: [10.90.0.0/16]""") + file_stage(out), "\n  push: [nats, out]")
     d = daemon(cfg)

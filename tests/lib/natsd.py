@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -29,11 +30,33 @@ _serial = itertools.count(1)
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port free now, below the ephemeral range: one that bind(0) hands
+    out can meanwhile become the source port of an outgoing connection
+    (a cluster node dials the others' routes while they start, clients
+    poll for readiness), and then the server that wanted it cannot
+    listen. A random one below that range is only taken by a listener."""
+    lo = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    for _ in range(100):
+        port = random.randrange(max(1024, lo - 12000), lo) if lo > 2048 else 0
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return s.getsockname()[1]
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port")
+
+
+def _bind_lost(e):
+    """A server that exited because its port was taken meanwhile."""
+    return "address already in use" in str(e)
 
 
 def missing():
@@ -56,7 +79,16 @@ class Server:
         # elected (a quorum of nodes is up): Cluster waits for that itself
         self.wait_js = wait_js
         self.proc = None
-        self.start()
+        for attempt in range(3):
+            try:
+                self.start()
+                return
+            except RuntimeError as e:
+                self.stop()
+                if port or attempt == 2 or not _bind_lost(e):
+                    shutil.rmtree(self.dir, ignore_errors=True)
+                    raise
+                self.port = free_port()  # taken meanwhile: another one
 
     @property
     def url(self):
@@ -130,21 +162,27 @@ class Cluster:
     Ready when every node answers $JS.API.INFO (a meta leader exists)."""
 
     def __init__(self, n=3, name="wggwd-test", timeout=30.0):
-        ports = [(free_port(), free_port()) for _ in range(n)]
         self.name = name
-        self.nodes = []
-        try:
-            for i, (port, cport) in enumerate(ports):
-                routes = ",".join(f"nats://127.0.0.1:{c}" for j, (_, c) in enumerate(ports)
-                                  if j != i)
-                node = Server(port=port, jetstream=True, wait_js=False, extra=[
-                    "--server_name", f"n{i + 1}", "--cluster_name", name,
-                    "--cluster", f"nats://127.0.0.1:{cport}", "--routes", routes])
-                self.nodes.append(node)
-            self.wait_ready(timeout)
-        except BaseException:
-            self.cleanup()
-            raise
+        for attempt in range(3):
+            self.nodes = []
+            ports = [(free_port(), free_port()) for _ in range(n)]
+            try:
+                for i, (port, cport) in enumerate(ports):
+                    routes = ",".join(f"nats://127.0.0.1:{c}"
+                                      for j, (_, c) in enumerate(ports) if j != i)
+                    node = Server(port=port, jetstream=True, wait_js=False, extra=[
+                        "--server_name", f"n{i + 1}", "--cluster_name", name,
+                        "--cluster", f"nats://127.0.0.1:{cport}", "--routes", routes])
+                    self.nodes.append(node)
+                self.wait_ready(timeout)
+                return
+            except RuntimeError as e:
+                self.cleanup()
+                if attempt == 2 or not _bind_lost(e):
+                    raise
+            except BaseException:
+                self.cleanup()
+                raise
 
     @property
     def urls(self):

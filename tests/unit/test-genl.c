@@ -110,6 +110,7 @@ struct dgram {
 
 static struct dgram q[16];
 static unsigned qh, qt;
+static size_t get_read_len; /* what the last read of the dump socket asked for */
 
 static void queue(int fd, const void *buf, size_t len, uint32_t pid)
 {
@@ -145,6 +146,8 @@ static ssize_t fake_recvmsg(int fd, struct msghdr *m, int flags)
 
 	if (fd < FAKE_SET)
 		return (recvmsg)(fd, m, flags);
+	if (fd == FAKE_GET)
+		get_read_len = m->msg_iov[0].iov_len;
 	d = next_for(fd);
 	if (!d) {
 		errno = EAGAIN;
@@ -465,6 +468,35 @@ static void test_get(void)
 	check(!c->dump_running && c->d.n == 1 && c->d.v[0].public_key[0] == 6 &&
 	      !strstr(logs, "reading the peers"),
 	      "dump: the kernel's peer and NLMSG_DONE complete it (1 peer)");
+	check(get_read_len == DUMP_CHUNK,
+	      "dump: read %d bytes at a time, so the kernel's messages hold the loop that long at most (asked %zu)",
+	      DUMP_CHUNK, get_read_len);
+
+	/* a message over the read (a kernel that fills more than asked):
+	 * that dump fails, the next ones read RBUF_SIZE and succeed */
+	c->dump_chunk = 64;
+	if (!start_dump())
+		check(false, "dump started");
+	nlh = fam_msg(c->get.seq);
+	put_peer(nlh, 7);
+	queue(FAKE_GET, mbuf, nlh->nlmsg_len, 0);
+	read_get();
+	check(dump_failed("Message too long") && c->dump_chunk == RBUF_SIZE &&
+	      strstr(logs, "a dump message over"),
+	      "dump: a message over the read ends that dump (EMSGSIZE, logged); reads grow to %d (now %zu)",
+	      RBUF_SIZE, c->dump_chunk);
+	if (!start_dump())
+		check(false, "dump started");
+	nlh = fam_msg(c->get.seq);
+	put_peer(nlh, 8);
+	queue(FAKE_GET, mbuf, nlh->nlmsg_len, 0);
+	l = put_ctl(dg, NLMSG_DONE, c->get.seq, 0);
+	queue(FAKE_GET, dg, l, 0);
+	read_get();
+	check(!c->dump_running && c->d.n == 1 && c->d.v[0].public_key[0] == 8 &&
+	      get_read_len == RBUF_SIZE, "dump: the next one reads %zu bytes and completes (1 peer)",
+	      get_read_len);
+	c->dump_chunk = DUMP_CHUNK;
 
 }
 
